@@ -1,0 +1,226 @@
+"""Digit crops -> MNIST-style 28x28 images, in pure numpy.
+
+MNIST digits are white strokes on black, scaled so the longer side of the
+digit's box is 20 px (anti-aliased), placed in a 28x28 field with their centre
+of mass at the centre. :func:`to_mnist` does the same to any crop of a single
+digit: grayscale or BGR(A), any size, dark ink on light paper or light on dark.
+
+All functions here are pure (arrays in, arrays out) and thread-safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MNIST_BOX", "MNIST_SIZE", "center_of_mass_place", "ink_map", "resize_area", "to_gray", "to_mnist"]
+
+MNIST_SIZE = 28
+MNIST_BOX = 20
+
+_BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
+
+
+def _check_image(image: Any, what: str = "image") -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array (h, w) or (h, w, c), not {type(image).__name__}")
+    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise TypeError(f"{what} dtype {image.dtype} is not numeric; pass uint8 or float pixels")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(
+            f"{what} has shape {image.shape}; expected (h, w) grayscale or (h, w, 1|3|4) "
+            "BGR(A) — pass one image at a time, or a list to classify_batch"
+        )
+    if image.size == 0:
+        raise ValueError(f"{what} is empty (shape {image.shape}); pass a crop with pixels")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise ValueError(f"{what} contains NaN or infinity; clean it first")
+    return image
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Grayscale float32 in the image's own units; BGR(A) weighted as luma, alpha dropped.
+
+    >>> to_gray(np.full((2, 2, 3), 200, np.uint8)).round(3).tolist()
+    [[200.0, 200.0], [200.0, 200.0]]
+    """
+    image = _check_image(image)
+    if image.ndim == 2:
+        return image.astype(np.float32, copy=False)
+    if image.shape[2] == 1:
+        return image[:, :, 0].astype(np.float32, copy=False)
+    return image[:, :, :3].astype(np.float32, copy=False) @ _BGR_WEIGHTS
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values in [0, 1] (256 bins)."""
+    hist = np.bincount(np.clip((values * 255).astype(np.int32), 0, 255).ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - total * m0) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = 0
+    return float(np.argmax(between)) / 255.0
+
+
+def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
+    """Ink strength in [0, 1] (1 = stroke) for a crop of one digit.
+
+    Polarity comes from the border: a crop is framed by background, so when the
+    border is brighter than the crop's middle the ink is dark and is inverted.
+    The background level is subtracted and the stroke level scaled to 1, which
+    takes out exposure and contrast; pixels below Otsu's threshold are zeroed.
+
+    Args:
+        image: Grayscale or BGR(A) crop, any numeric dtype.
+        invert: Force polarity: True for dark ink on light paper, False for light
+            ink on dark; None to decide from the border.
+
+    Returns:
+        float32 array (h, w) in [0, 1].
+    """
+    g = to_gray(image)
+    h, w = g.shape
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if invert is None:
+        inner = g[h // 4 : h - h // 4 or h, w // 4 : w - w // 4 or w]
+        invert = float(np.median(border)) > float(np.mean(inner if inner.size else g))
+    if invert:
+        g = -g
+        border = -border
+    lo = float(np.median(border))
+    hi = float(np.percentile(g, 99.5)) if g.size > 50 else float(g.max())
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        return np.zeros((h, w), np.float32)
+    ink = np.clip((g - lo) / (hi - lo), 0.0, 1.0)
+    t = _otsu(ink)
+    ink[ink < t * 0.5] = 0.0
+    # Stretch so the stroke's core is full ink, like MNIST's saturated centres.
+    core = ink[ink >= t]
+    if core.size:
+        top = float(np.percentile(core, 60))
+        if top > 0:
+            ink = np.clip(ink / top, 0.0, 1.0)
+    return ink.astype(np.float32, copy=False)
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) resampling weights: box (area) filter down, linear up."""
+    if n_out >= n_in:
+        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5
+        pos = np.clip(pos, 0, n_in - 1)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        f = pos - i0
+        m = np.zeros((n_out, n_in))
+        m[np.arange(n_out), i0] += 1 - f
+        m[np.arange(n_out), i1] += f
+        return m.astype(np.float32)
+    edges = np.arange(n_out + 1, dtype=np.float64) * n_in / n_out
+    lo, hi = edges[:-1, None], edges[1:, None]
+    px = np.arange(n_in, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resize_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resizes a 2-D float image with area averaging (down) or linear (up) filtering.
+
+    >>> resize_area(np.ones((40, 20), np.float32), (20, 10)).shape
+    (20, 10)
+    """
+    h, w = shape
+    return _area_matrix(image.shape[0], h) @ image.astype(np.float32, copy=False) @ _area_matrix(image.shape[1], w).T
+
+
+def center_of_mass_place(digit: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
+    """Places a small float image in a ``size`` x ``size`` field, centre of mass at the centre.
+
+    Pixels shifted past the edge are dropped (as MNIST's own centring does).
+    """
+    out = np.zeros((size, size), np.float32)
+    h, w = digit.shape
+    total = float(digit.sum())
+    if total <= 0:
+        return out
+    cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / total
+    cx = float((digit.sum(axis=0) * np.arange(w)).sum()) / total
+    top = int(round((size - 1) / 2 - cy))
+    left = int(round((size - 1) / 2 - cx))
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, size), min(left + w, size)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = digit[y0 - top : y1 - top, x0 - left : x1 - left]
+    return out
+
+
+def _thicken(ink: np.ndarray) -> np.ndarray:
+    """3x3 grey dilation (max filter) of a small image."""
+    p = np.pad(ink, 1)
+    h, w = ink.shape
+    return np.max([p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
+
+
+def normalize_ink(ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SIZE) -> np.ndarray:
+    """Ink map (1 = stroke) -> MNIST layout: tight box, longest side ``box``, centred by mass.
+
+    Strokes thinner than MNIST's (under ~1.5 px at 20 px scale, e.g. a thin font
+    or a fine pen seen large) are thickened by one pixel, as MNIST's pen was broad.
+
+    Returns:
+        uint8 (size, size), white digit on black; all zeros when there is no ink.
+    """
+    mask = ink > 0.25
+    if not mask.any():
+        return np.zeros((size, size), np.uint8)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = resize_area(crop, (nh, nw))
+    # Stroke width estimate: ink area over half the boundary length.
+    m = small > 0.4
+    area = float(m.sum())
+    edges = float(np.count_nonzero(m[1:] != m[:-1]) + np.count_nonzero(m[:, 1:] != m[:, :-1]))
+    if area and edges and 2.0 * area / edges < 1.5:
+        small = _thicken(small)
+    peak = float(small.max())
+    if peak > 0:
+        small = np.clip(small / peak, 0.0, 1.0)
+    placed = center_of_mass_place(small, size)
+    return np.rint(placed * 255).astype(np.uint8)
+
+
+def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
+    """Normalises a crop of one digit the MNIST way.
+
+    A ``(28, 28)`` uint8 array is taken to be MNIST-normalised already and is
+    returned unchanged; anything else goes through polarity, threshold, tight box,
+    longest side to 20 px and centring by mass.
+
+    Args:
+        image: Grayscale ``(h, w)`` or BGR(A) ``(h, w, 3|4)`` crop of one digit.
+        invert: See :func:`ink_map`.
+
+    Returns:
+        uint8 array (28, 28), white digit on black.
+
+    Raises:
+        TypeError: Not a numeric numpy array.
+        ValueError: Wrong rank or channel count, empty, or NaN/inf.
+
+    >>> crop = np.full((60, 40), 230, np.uint8); crop[10:50, 18:23] = 20  # a dark "1"
+    >>> out = to_mnist(crop)
+    >>> out.shape, out.dtype, int(out[4:24, 12:16].max()) > 200, int(out[:, :8].max())
+    ((28, 28), dtype('uint8'), True, 0)
+    """
+    image = _check_image(image)
+    if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None:
+        return image
+    return normalize_ink(ink_map(image, invert=invert))

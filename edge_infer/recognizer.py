@@ -1,0 +1,237 @@
+"""DigitRecognizer: the device-app API (classify crops, detect digits in frames)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+from .model import Model, load_model
+from .preprocess import MNIST_SIZE, _check_image, to_mnist
+
+__all__ = ["Detection", "DigitRecognizer", "Prediction"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one digit crop.
+
+    Attributes:
+        digit: The most likely digit, 0-9.
+        score: Its probability.
+        scores: All 10 probabilities (read-only float32 array).
+    """
+
+    digit: int
+    score: float
+    scores: np.ndarray = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A digit found in a frame.
+
+    Attributes:
+        box: ``(x, y, w, h)`` in frame pixels.
+        digit: The digit read, 0-9.
+        score: Its probability.
+    """
+
+    box: tuple[int, int, int, int]
+    digit: int
+    score: float
+
+
+class DigitRecognizer:
+    """Reads digits: single crops, batches of crops, or whole camera frames.
+
+    Thread safety: every method may be called from several threads at once.
+    With ``workers=1`` (the default) calls take turns on one interpreter; with
+    ``workers=N`` there are N interpreters and up to N calls run in parallel.
+
+    Example:
+        >>> from edge_infer import DigitRecognizer
+        >>> import numpy as np
+        >>> with DigitRecognizer() as rec:
+        ...     p = rec.classify(np.zeros((28, 28), np.uint8))
+        >>> 0 <= p.digit <= 9
+        True
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Model | None = None,
+        *,
+        delegate: str | os.PathLike[str] = "auto",
+        delegate_options: Mapping[str, Any] | None = None,
+        num_threads: int | None = None,
+        workers: int = 1,
+    ) -> None:
+        """Loads the model.
+
+        Args:
+            model: A ``.tflite`` path, an already loaded :class:`Model`, or None for
+                the shipped int8 digit model.
+            delegate: See :func:`edge_infer.load_model`.
+            delegate_options: See :func:`edge_infer.load_model`.
+            num_threads: Interpreter threads (per worker).
+            workers: Interpreters to keep; > 1 lets threads run in parallel.
+
+        Raises:
+            ModelError: The model is not a 28x28x1 -> 10 classifier.
+            ValueError, TypeError: Bad arguments.
+        """
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        if isinstance(model, Model):
+            if workers != 1:
+                raise ValueError("workers > 1 needs a model path (or None), not a loaded Model")
+            models = [model]
+        else:
+            models = [
+                load_model(model, delegate=delegate, delegate_options=delegate_options, num_threads=num_threads)
+                for _ in range(workers)
+            ]
+        self.model = models[0]
+        spec = self.model.input
+        if len(spec.shape) not in (3, 4) or spec.shape[1:3] != (MNIST_SIZE, MNIST_SIZE) or (
+            len(spec.shape) == 4 and spec.shape[3] != 1
+        ):
+            for m in models:
+                m.close()
+            raise ModelError(
+                f"model {self.model.path.name} takes input {spec.shape}; DigitRecognizer needs "
+                "(1, 28, 28, 1) or (1, 28, 28) — use load_model() for other models"
+            )
+        if int(np.prod(self.model.output.shape[1:])) != 10:
+            for m in models:
+                m.close()
+            raise ModelError(
+                f"model {self.model.path.name} has output {self.model.output.shape}; "
+                "DigitRecognizer needs 10 class scores"
+            )
+        self._item_shape = spec.shape[1:]
+        # uint8 pixel -> model input value, computed once (0..255 maps to [0, 1]).
+        self._lut = spec.quantize(np.arange(256, dtype=np.float32) / 255.0) if spec.quantized else (
+            np.arange(256, dtype=np.float32) / 255.0
+        ).astype(spec.dtype)
+        self._pool: queue.SimpleQueue[Model] = queue.SimpleQueue()
+        for m in models:
+            self._pool.put(m)
+        self._models = models
+        self._vision: Any = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def close(self) -> None:
+        """Frees the interpreters. Safe to call more than once."""
+        for m in self._models:
+            m.close()
+
+    def __enter__(self) -> DigitRecognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _model(self) -> Iterator[Model]:
+        m = self._pool.get()
+        try:
+            yield m
+        finally:
+            self._pool.put(m)
+
+    # -- classification ----------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One crop -> MNIST-style (28, 28) uint8 (see :func:`edge_infer.preprocess.to_mnist`)."""
+        return to_mnist(image)
+
+    def _scores(self, mnist: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 -> (N, 10) float32 probabilities, one invoke."""
+        x = self._lut[mnist].reshape((mnist.shape[0], *self._item_shape))
+        with self._model() as m:
+            raw = m.invoke(x)
+            probs = m.output.dequantize(raw).reshape(mnist.shape[0], -1)
+        probs.flags.writeable = False
+        return probs
+
+    @staticmethod
+    def _prediction(p: np.ndarray) -> Prediction:
+        d = int(p.argmax())
+        return Prediction(d, float(p[d]), p)
+
+    def classify(self, image: np.ndarray) -> Prediction:
+        """Classifies one crop of a single digit.
+
+        Args:
+            image: A (28, 28) uint8 MNIST-style image (white on black), or any
+                grayscale/BGR(A) crop of one digit, either polarity, any size.
+
+        Returns:
+            The prediction.
+
+        Raises:
+            TypeError, ValueError: ``image`` is not a usable image.
+        """
+        mnist = to_mnist(image)
+        return self._prediction(self._scores(mnist[None])[0])
+
+    def classify_batch(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Prediction]:
+        """Classifies many crops with one invoke where the model allows.
+
+        Args:
+            images: A sequence of crops (each as for :meth:`classify`), or an
+                ``(N, 28, 28)`` uint8 array of MNIST-style digits.
+
+        Returns:
+            One prediction per crop, in order (an empty list for no crops).
+        """
+        if isinstance(images, np.ndarray):
+            if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE) and images.dtype == np.uint8:
+                batch = images
+            elif images.ndim in (3, 4) and images.shape[0] >= 0:
+                batch = np.stack([to_mnist(im) for im in images]) if len(images) else None
+            else:
+                raise ValueError(
+                    f"images has shape {images.shape}; pass (N, 28, 28) uint8 or a list of crops"
+                )
+        elif isinstance(images, (list, tuple)):
+            batch = np.stack([to_mnist(im) for im in images]) if images else None
+        else:
+            raise TypeError(f"images must be a list of arrays or an (N, 28, 28) array, not {type(images).__name__}")
+        if batch is None or len(batch) == 0:
+            return []
+        probs = self._scores(np.ascontiguousarray(batch))
+        return [self._prediction(p) for p in probs]
+
+    def top_k(self, image: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
+        """The ``k`` most likely digits for one crop, best first, as ``(digit, probability)``."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10:
+            raise ValueError(f"k must be an int from 1 to 10, got {k!r}")
+        p = self.classify(image).scores
+        order = np.argsort(-p, kind="stable")[:k]
+        return [(int(i), float(p[i])) for i in order]
+
+    # -- frames (camera pipeline) -----------------------------------------
+    def detect(self, frame: np.ndarray, **options: Any) -> list[Detection]:
+        """Finds and reads digits in a camera frame (needs OpenCV: ``pip install edge-infer[camera]``).
+
+        See :func:`edge_infer.vision.detect` for the options.
+        """
+        from . import vision
+
+        return vision.detect(self, frame, **options)
+
+    def read_numbers(self, frame: np.ndarray, **options: Any) -> list[Any]:
+        """Digits in a frame grouped into numbers, left to right (see :func:`edge_infer.vision.read_numbers`)."""
+        from . import vision
+
+        return vision.read_numbers(self, frame, **options)
