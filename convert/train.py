@@ -1,0 +1,305 @@
+"""Model definition, camera-crop augmentation and training (TensorFlow / Keras).
+
+The network is built from the operations that survive full-integer quantisation
+and map onto the Edge TPU: 3x3 convolutions, depthwise-separable blocks, max
+pooling, ReLU, a global average pool, one fully connected layer and a softmax.
+Batch normalisation is folded into the convolutions when the model is converted.
+The global average pool (a TFLite MEAN) keeps the exported graph free of a
+constant-shape RESHAPE, so the batch-1 graph can still be resized to a batch of N.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convert.data import MnistData
+
+__all__ = [
+    "TrainConfig",
+    "augment_batch",
+    "build_baseline",
+    "build_model",
+    "count_macs",
+    "make_strategy",
+    "train",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; the defaults are those of the shipped model.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: global batch size (divided across replicas).
+        limit: train on only the first ``limit`` training images (quick runs).
+        seed: seeds Python, NumPy, TensorFlow and the augmentation.
+        learning_rate: peak learning rate of the one-cycle schedule.
+        width: channel multiplier of the network.
+        augment: apply camera-crop augmentation.
+        verbose: Keras progress output (0 silent, 1 bar, 2 one line per epoch).
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    limit: int | None = None
+    seed: int = 1234
+    learning_rate: float = 4e-3
+    width: float = 1.0
+    augment: bool = True
+    verbose: int = 2
+
+
+def make_strategy() -> Any:
+    """A ``tf.distribute`` strategy: mirrored over GPUs when there are several, else default."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    return tf.distribute.get_strategy()
+
+
+def build_model(width: float = 1.0, *, name: str = "digits") -> Any:
+    """The shipped architecture: conv stem, depthwise-separable blocks, GAP, dense, softmax.
+
+    Args:
+        width: channel multiplier.
+        name: Keras model name.
+
+    Returns:
+        An uncompiled ``keras.Model`` mapping float ``(N, 28, 28, 1)`` in [0, 1]
+        to softmax probabilities ``(N, 10)``.
+    """
+    import keras
+    from keras import layers
+
+    def ch(c: int) -> int:
+        return max(8, int(round(c * width / 8)) * 8)
+
+    def conv_bn(x: Any, filters: int, *, kernel: int = 3, strides: int = 1) -> Any:
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    def dwsep(x: Any, filters: int) -> Any:
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        return conv_bn(x, filters, kernel=1)
+
+    inp = keras.Input((28, 28, 1), name="image")
+    x = conv_bn(inp, ch(16))
+    x = layers.MaxPooling2D(2)(x)  # 14x14
+    x = dwsep(x, ch(32))
+    x = layers.MaxPooling2D(2)(x)  # 7x7
+    x = dwsep(x, ch(64))
+    x = dwsep(x, ch(64))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(10)(x)
+    out = layers.Softmax(name="probs")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def build_baseline() -> Any:
+    """The plain reference CNN: Conv16-Pool-Conv32-Pool-Dense64-Dense10 (softmax).
+
+    The flatten is written as a ``Reshape((-1,))`` of the pooled map's known
+    size, which is what a tutorial's ``Flatten`` exports to.
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input((28, 28, 1), name="image")
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dense(10)(x)
+    out = layers.Softmax(name="probs")(x)
+    return keras.Model(inp, out, name="baseline")
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-accumulates for one digit: convolutions, depthwise convolutions, dense.
+
+    Pooling, ReLU, softmax and the average pool are counted as free (they are
+    comparisons or additions, a small fraction of the total).
+    """
+    from keras import layers
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * c * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            cin = layer.input.shape[-1]
+            kh, kw = layer.kernel_size
+            total += h * w * cout * cin * kh * kw
+        elif isinstance(layer, layers.Dense):
+            total += int(layer.input.shape[-1]) * int(layer.units)
+    return int(total)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augment_batch(x: Any, seed: Any) -> Any:
+    """Distort a batch of MNIST-normalised digits the way camera crops differ from MNIST.
+
+    The runtime already normalises each crop (white digit on black, 20 px box,
+    centre of mass centred), so the distortions are the residue of that:
+    small rotations, shifts and scalings, thinner or thicker strokes, blur,
+    weaker contrast, a raised black level and sensor noise. Every random draw is
+    stateless, from ``seed``, so a run is reproducible.
+
+    Args:
+        x: float32 ``(N, 28, 28, 1)`` in [0, 1].
+        seed: int32/int64 tensor of shape ``(2,)``.
+
+    Returns:
+        A float32 batch of the same shape, in [0, 1].
+    """
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
+
+    def uni(i: int, lo: float, hi: float, shape: Any = None) -> Any:
+        s = shape if shape is not None else tf.stack([n])
+        return tf.random.stateless_uniform(s, seeds[i], lo, hi)
+
+    # Stroke thickness: a 2x2 max (dilate) or min (erode) filter on a share of the batch.
+    choice = uni(0, 0.0, 1.0)
+    dil = tf.nn.max_pool2d(x, 2, 1, "SAME")
+    ero = -tf.nn.max_pool2d(-x, 2, 1, "SAME")
+    c = tf.reshape(choice, [-1, 1, 1, 1])
+    x = tf.where(c < 0.15, dil, tf.where(c > 0.9, ero, x))
+
+    # Affine: rotation, anisotropic scale, shear, shift, about the image centre.
+    ang = uni(1, -15.0, 15.0) * (math.pi / 180.0)
+    sx = uni(2, 0.85, 1.15)
+    sy = sx * uni(3, 0.93, 1.07)
+    sh = uni(4, -0.15, 0.15)
+    tx = uni(5, -2.0, 2.0)
+    ty = uni(6, -2.0, 2.0)
+    cos, sin = tf.cos(ang), tf.sin(ang)
+    # forward map A = R @ [[sx, sh], [0, sy]]; the transform op wants output->input, so invert.
+    a00, a01 = cos * sx, cos * sh - sin * sy
+    a10, a11 = sin * sx, sin * sh + cos * sy
+    det = a00 * a11 - a01 * a10
+    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
+    cx = cy = 13.5
+    # input = inv @ (out - c - t) + c
+    b0 = cx - (i00 * (cx + tx) + i01 * (cy + ty))
+    b1 = cy - (i10 * (cx + tx) + i11 * (cy + ty))
+    zeros = tf.zeros_like(i00)
+    transforms = tf.stack([i00, i01, b0, i10, i11, b1, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.constant([28, 28]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+    # Blur on a share of the batch: a 3x3 Gaussian of random strength.
+    sigma = uni(7, 0.4, 1.0)
+    k = tf.exp(-tf.constant([1.0, 0.0, 1.0])[None, :] / (2.0 * sigma[:, None] ** 2))  # (N, 3)
+    k = k / tf.reduce_sum(k, axis=1, keepdims=True)
+    blurred = tf.nn.avg_pool2d(x, 1, 1, "SAME")  # placeholder shape
+    xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    kv = tf.reshape(k, [-1, 1, 1, 1, 3])
+    rows = kv[..., 0] * xp[:, 0:28, :, :] + kv[..., 1] * xp[:, 1:29, :, :] + kv[..., 2] * xp[:, 2:30, :, :]
+    blurred = kv[..., 0] * rows[:, :, 0:28, :] + kv[..., 1] * rows[:, :, 1:29, :] + kv[..., 2] * rows[:, :, 2:30, :]
+    x = tf.where(tf.reshape(uni(8, 0.0, 1.0), [-1, 1, 1, 1]) < 0.3, blurred, x)
+
+    # Contrast and black level: the stroke peak drops, the background rises a little.
+    lo = tf.reshape(uni(9, 0.0, 0.12), [-1, 1, 1, 1])
+    hi = tf.reshape(uni(10, 0.65, 1.0), [-1, 1, 1, 1])
+    x = lo + (hi - lo) * x
+    # Sensor noise, of random strength per image.
+    sd = tf.reshape(uni(11, 0.0, 0.06), [-1, 1, 1, 1])
+    x = x + sd * tf.random.stateless_normal(tf.shape(x), seeds[0][::-1])
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    return (np.asarray(x, np.float32) / 255.0)[..., None]
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, *, training: bool) -> Any:
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((_as_float(x), y.astype(np.int32)))
+    if training:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size, drop_remainder=training)
+    if training and cfg.augment:
+        ds = ds.enumerate().map(
+            lambda i, xy: (augment_batch(xy[0], tf.stack([tf.constant(cfg.seed, tf.int64), i])), xy[1]),
+            num_parallel_calls=1,
+            deterministic=True,
+        )
+    return ds.prefetch(2)
+
+
+def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Train the digit model on the training split, watching the validation split.
+
+    Args:
+        data: MNIST; the test split is not touched.
+        cfg: settings.
+        model: a model to train instead of :func:`build_model` (built within the
+            strategy scope by the caller).
+
+    Returns:
+        ``(model, history)`` where history maps metric names to per-epoch lists.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(cfg.seed)
+    x_train, y_train = data.x_train, data.y_train
+    if cfg.limit is not None:
+        x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    strategy = make_strategy()
+    steps = max(1, len(x_train) // cfg.batch_size)
+    with strategy.scope():
+        if model is None:
+            model = build_model(cfg.width)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.learning_rate / 10,
+            decay_steps=max(1, cfg.epochs * steps - min(steps, cfg.epochs * steps // 10)),
+            warmup_target=cfg.learning_rate,
+            warmup_steps=min(steps, cfg.epochs * steps // 10),
+            alpha=0.01,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
+        )
+    log.info("training %s on %d images for %d epochs (%s)", model.name, len(x_train), cfg.epochs,
+             type(strategy).__name__)
+    hist = model.fit(
+        _dataset(x_train, y_train, cfg, training=True),
+        validation_data=_dataset(data.x_val, data.y_val, cfg, training=False),
+        epochs=cfg.epochs,
+        verbose=cfg.verbose,
+    )
+    del tf
+    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
