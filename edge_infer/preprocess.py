@@ -185,11 +185,11 @@ def normalize_ink(ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SI
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     small = resize_area(crop, (nh, nw))
     # Stroke width estimate: ink area over half the boundary length.
-    m = small > 0.4
+    m = np.pad(small > 0.4, 1)
     area = float(m.sum())
     edges = float(np.count_nonzero(m[1:] != m[:-1]) + np.count_nonzero(m[:, 1:] != m[:, :-1]))
     if area and edges and 2.0 * area / edges < 1.5:
-        small = _thicken(small)
+        small = _thicken(np.pad(small, 1))
     peak = float(small.max())
     if peak > 0:
         small = np.clip(small / peak, 0.0, 1.0)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from .conftest import paper_digit
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_infer", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def digit_pngs(mnist_test, tmp_path_factory):
+    x, y = mnist_test
+    d = tmp_path_factory.mktemp("pngs")
+    paths = []
+    for i in range(5):
+        p = d / f"digit_{i}_{y[i]}.png"
+        cv2.imwrite(str(p), paper_digit(x[i], scale=6))
+        paths.append((str(p), int(y[i])))
+    return paths
+
+
+def test_classify_reads_photo_like_pngs(digit_pngs):
+    r = cli("classify", *[p for p, _ in digit_pngs], "--json", "--top-k", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["digit"] for row in rows] == [d for _, d in digit_pngs]
+    assert all(len(row["top_k"]) == 3 for row in rows)
+
+
+def test_classify_plain_output(digit_pngs):
+    path, digit = digit_pngs[0]
+    r = cli("classify", path)
+    assert r.returncode == 0 and r.stdout.startswith(f"{path}: {digit}")
+
+
+def test_info_shows_int8_io():
+    r = cli("info")
+    assert r.returncode == 0, r.stderr
+    assert "dtype=int8" in r.stdout and "input" in r.stdout and "output" in r.stdout
+    assert "CONV_2D" in r.stdout and "sha256" in r.stdout
+    info = json.loads(cli("info", "--json").stdout)
+    assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
+
+
+def test_delegates_lists_each():
+    r = cli("delegates")
+    assert r.returncode == 0
+    assert r.stdout.split()[0] == "cpu" and "edgetpu" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("classify", "/nonexistent/x.png"), 2, "does not exist"),
+        (("info", "/nonexistent/model.tflite"), 2, "does not exist"),
+        (("classify", "--top-k", "0", "x.png"), 2, "--top-k"),
+        (("info", "--delegate", "warp-drive"), 2, "unknown delegate"),
+        (("info", "--num-threads", "0"), 2, "num_threads must be >= 1"),
+        (("bogus-command",), 2, "invalid choice"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_no_traceback(args, code, message):
+    r = cli(*args)
+    assert r.returncode == code
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_not_an_image(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("not an image")
+    r = cli("classify", str(p))
+    assert r.returncode == 2 and "not a decodable image" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_edgetpu_exits_1_with_the_fix():
+    r = subprocess.run([sys.executable, "-m", "edge_infer", "info", "--delegate", "edgetpu"], capture_output=True,
+                       text=True, env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1 and "libedgetpu1-std" in r.stderr and "Traceback" not in r.stderr

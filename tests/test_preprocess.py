@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer.preprocess import center_of_mass_place, ink_map, resize_area, to_mnist
+
+from .conftest import paper_digit
+
+
+def _com(img: np.ndarray) -> tuple[float, float]:
+    m = img.astype(np.float64)
+    ys, xs = np.indices(m.shape)
+    return float((ys * m).sum() / m.sum()), float((xs * m).sum() / m.sum())
+
+
+def test_mnist_uint8_passes_through_unchanged(mnist_test):
+    x, _ = mnist_test
+    out = to_mnist(x[0])
+    assert np.shares_memory(out, x[0]) and np.array_equal(out, x[0])
+
+
+@pytest.mark.parametrize("polarity", ["dark_on_light", "light_on_dark"])
+def test_photo_like_crop_becomes_mnist_layout(mnist_test, polarity):
+    x, _ = mnist_test
+    crop = paper_digit(x[1], scale=5)
+    if polarity == "light_on_dark":
+        crop = 255 - crop
+    out = to_mnist(crop)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    ys, xs = np.nonzero(out > 60)
+    assert max(np.ptp(ys), np.ptp(xs)) in range(18, 23)  # longest side ~20 px
+    cy, cx = _com(out)
+    assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0
+    assert out[0].max() == 0 and out[:, 0].max() == 0  # background is black
+    # close to the MNIST original it came from
+    corr = np.corrcoef(out.ravel().astype(float), x[1].ravel().astype(float))[0, 1]
+    assert corr > 0.75
+
+
+def test_bgra_and_gray_give_the_same_result(mnist_test):
+    x, _ = mnist_test
+    bgr = paper_digit(x[2], scale=3, ink=(50, 50, 50), paper=(220, 220, 220))
+    bgra = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+    gray = bgr[:, :, 0]
+    a, b, c = to_mnist(bgr), to_mnist(bgra), to_mnist(gray)
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - c.astype(int)).mean() < 3
+
+
+def test_float_images_in_any_range(mnist_test):
+    x, _ = mnist_test
+    crop = paper_digit(x[3], scale=2).astype(np.float32) / 255.0
+    a = to_mnist(crop)
+    b = to_mnist((crop * 1000).astype(np.float64))
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_blank_crop_is_all_black():
+    assert to_mnist(np.full((40, 30), 200, np.uint8)).max() == 0
+    assert to_mnist(np.zeros((1, 1), np.uint8)).max() == 0
+
+
+def test_thin_strokes_are_thickened():
+    crop = np.full((200, 120), 255, np.uint8)
+    crop[20:180, 58:60] = 0  # a 2-px line in a 160-px tall "1": 0.25 px at MNIST scale
+    out = to_mnist(crop)
+    widths = (out > 100).sum(axis=1)
+    assert widths[widths > 0].mean() >= 1.5
+
+
+@pytest.mark.parametrize(
+    ("img", "exc", "match"),
+    [
+        (None, TypeError, "numpy array"),
+        ("digit.png", TypeError, "numpy array"),
+        (np.zeros((0, 5), np.uint8), ValueError, "empty"),
+        (np.zeros((5, 5, 2), np.uint8), ValueError, "shape"),
+        (np.zeros((2, 5, 5, 3), np.uint8), ValueError, "one image at a time"),
+        (np.zeros(5, np.uint8), ValueError, "shape"),
+        (np.full((5, 5), np.inf), ValueError, "NaN or infinity"),
+        (np.zeros((5, 5), bool), TypeError, "not numeric"),
+        (np.zeros((5, 5), object), TypeError, "not numeric"),
+    ],
+)
+def test_bad_crops(img, exc, match):
+    with pytest.raises(exc, match=match):
+        to_mnist(img)
+
+
+def test_resize_area_preserves_mean():
+    rng = np.random.default_rng(1)
+    img = rng.random((90, 60)).astype(np.float32)
+    small = resize_area(img, (30, 20))
+    assert abs(small.mean() - img.mean()) < 1e-3
+    assert resize_area(np.ones((5, 4), np.float32), (20, 16)).min() == pytest.approx(1.0)
+
+
+def test_center_of_mass_place_centres():
+    d = np.zeros((20, 10), np.float32)
+    d[:, 7:] = 1.0
+    out = center_of_mass_place(d)
+    cy, cx = _com(out)
+    assert abs(cy - 13.5) <= 0.5 and abs(cx - 13.5) <= 0.5
+
+
+def test_ink_map_polarity_forced():
+    img = np.full((30, 30), 200, np.uint8)
+    img[10:20, 10:20] = 30
+    assert ink_map(img)[15, 15] == 1.0
+    assert ink_map(img, invert=False)[15, 15] == 0.0

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from edge_infer import DigitRecognizer, ModelError, Prediction, read_manifest
+
+from .conftest import paper_digit
+
+
+@pytest.fixture(scope="module")
+def rec():
+    with DigitRecognizer() as r:
+        yield r
+
+
+def test_shipped_model_reproduces_manifest_accuracy_on_all_10000(rec, mnist_test):
+    x, y = mnist_test
+    preds = rec.classify_batch(x)
+    acc = float(np.mean(np.array([p.digit for p in preds]) == y))
+    stated = read_manifest()["accuracy"]["int8"]
+    assert abs(acc - stated) <= 0.0005, (acc, stated)
+
+
+def test_classify_returns_a_prediction(rec, mnist_test):
+    x, y = mnist_test
+    p = rec.classify(x[0])
+    assert isinstance(p, Prediction) and p.digit == y[0]
+    assert p.scores.shape == (10,) and p.score == pytest.approx(float(p.scores.max()))
+    assert not p.scores.flags.writeable
+
+
+def test_classify_batch_equals_classify(rec, mnist_test):
+    x, _ = mnist_test
+    batch = rec.classify_batch(x[:12])
+    single = [rec.classify(im) for im in x[:12]]
+    assert [(p.digit, p.score) for p in batch] == [(p.digit, p.score) for p in single]
+    assert rec.classify_batch([]) == []
+    assert len(rec.classify_batch(list(x[:3]))) == 3
+
+
+def test_photo_like_crops_are_read(rec, mnist_test):
+    x, y = mnist_test
+    rng = np.random.default_rng(7)
+    crops = [paper_digit(x[i], scale=int(rng.integers(2, 6)), rng=rng) for i in range(200)]
+    acc = np.mean([p.digit for p in rec.classify_batch(crops)] == y[:200])
+    assert acc >= 0.95
+
+
+def test_top_k(rec, mnist_test):
+    x, y = mnist_test
+    top = rec.top_k(x[0], 3)
+    assert len(top) == 3 and top[0][0] == y[0]
+    assert top[0][1] >= top[1][1] >= top[2][1]
+    with pytest.raises(ValueError, match="k must be an int from 1 to 10"):
+        rec.top_k(x[0], 0)
+
+
+def test_bad_batch_inputs(rec):
+    with pytest.raises(TypeError, match="list of arrays"):
+        rec.classify_batch("abc")
+    with pytest.raises(ValueError, match="shape"):
+        rec.classify_batch(np.zeros((4, 5), np.uint8))
+
+
+def test_recognizer_refuses_a_non_digit_model():
+    from dataclasses import replace
+
+    from edge_infer import load_model
+
+    m = load_model()
+    m.input = replace(m.input, shape=(1, 32, 32, 3))  # as a colour 32x32 model would report
+    with pytest.raises(ModelError, match="DigitRecognizer needs"):
+        DigitRecognizer(m)
+    assert m.closed
+
+
+def test_workers_share_the_load_and_agree(mnist_test):
+    x, _ = mnist_test
+    expected = [p.digit for p in DigitRecognizer().classify_batch(x[:200])]
+    results: dict[int, list[int]] = {}
+    with DigitRecognizer(workers=2) as rec:
+        def work(t: int) -> None:
+            results[t] = [rec.classify(x[i]).digit for i in range(200)]
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(r == expected for r in results.values())
+
+
+def test_bad_workers():
+    with pytest.raises(ValueError, match="workers must be an int >= 1"):
+        DigitRecognizer(workers=0)
