@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
 apt_pkgs=(gcc libc6-dev fonts-dejavu-core chromium)
+# Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip)
+$PY -c "import ensurepip, venv" 2>/dev/null || apt_pkgs+=(python3-venv)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
