@@ -1,0 +1,515 @@
+"""Camera frames -> digit boxes: segmentation, MNIST-style crops, one batch per frame.
+
+The pipeline, per frame (OpenCV is imported on first use, not with the package):
+
+1. **Gray and size.** One colour conversion; frames larger than ``max_side``
+   are shrunk for segmentation and the boxes mapped back.
+2. **Polarity.** Dark ink on light paper or light on dark (a board, a screen),
+   decided by which side of the local median has more strong pixels.
+3. **Flat light.** The paper's brightness is estimated by a morphological close
+   (strokes filled in) at quarter size, then each pixel's ink contrast is
+   ``(paper - pixel) / paper``: shadows, gradients and colour casts divide out.
+4. **Ink mask.** A threshold above the noise of the contrast map, kept only
+   where a component also has strong ink (hysteresis).
+5. **Lines.** Components too big to be a digit (grids, rules, a page edge) have
+   their long straight lines found (probabilistic Hough) and erased; a stroke cut
+   by an erased line is bridged again, so a digit on a line stays whole.
+6. **Candidates.** Components of digit size and shape; small fragments that sit
+   above or below a bigger one (a detached bar, a broken stroke) are merged in.
+7. **Crops.** Each candidate's own ink (other components masked out) goes
+   through :func:`edge_infer.preprocess.normalize_ink`: tight box, longest side
+   20 px, centred by mass in 28x28, white on black.
+8. **One invoke** for all crops (:meth:`DigitRecognizer.classify_batch`), then
+   rejection: a score threshold, and words - a run of tightly spaced marks that
+   is mostly not digits (letters) is dropped whole.
+
+:func:`read_numbers` groups the digits found into numbers along a text line.
+
+Thread safety: the functions hold no state; they are as thread-safe as the
+recogniser passed in (which is).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from .preprocess import MNIST_SIZE, normalize_ink
+
+if TYPE_CHECKING:
+    from .recognizer import Detection, DigitRecognizer
+
+__all__ = ["Number", "detect", "read_numbers"]
+
+_Boxed = TypeVar("_Boxed")  # Detection or Number: anything with a .box
+_BG_SCALE = 4  # the paper-brightness estimate is made at 1/4 size
+
+
+@dataclass(frozen=True)
+class Number:
+    """Digits on one text line read left to right as a number.
+
+    Attributes:
+        box: ``(x, y, w, h)`` around all its digits, in frame pixels.
+        value: The digits as a string, e.g. ``"042"`` (leading zeros kept).
+        digits: The detections, left to right.
+        scores: Each digit's probability, left to right.
+    """
+
+    box: tuple[int, int, int, int]
+    value: str
+    digits: tuple[Detection, ...]
+    scores: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    box: tuple[int, int, int, int]  # working-image pixels
+    labels: tuple[int, ...]  # component labels that make it up
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_frame(frame: Any) -> np.ndarray:
+    if frame is None or not isinstance(frame, np.ndarray):
+        raise TypeError(
+            f"frame must be a numpy array (h, w) or (h, w, 3|4) of uint8, not {type(frame).__name__}"
+            + (" (did the camera return no frame?)" if frame is None else "")
+        )
+    if frame.ndim == 4:
+        raise ValueError(f"frame has shape {frame.shape}: a batch of frames; pass one frame (h, w[, c]) at a time")
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"frame has shape {frame.shape}; expected (h, w) gray or (h, w, 3|4) BGR(A)")
+    if frame.dtype != np.uint8:
+        raise ValueError(
+            f"frame dtype is {frame.dtype}; expected uint8 (0-255) as cameras and cv2.imread give "
+            "(convert with np.clip(x, 0, 255).astype(np.uint8))"
+        )
+    return frame
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def _gray(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """One colour conversion, then a shrink for frames larger than ``max_side``."""
+    import cv2
+
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        g = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+    else:
+        g = frame.reshape(frame.shape[:2])
+    scale = min(1.0, max_side / max(g.shape))
+    if scale < 1.0:
+        size = (max(1, round(g.shape[1] * scale)), max(1, round(g.shape[0] * scale)))
+        g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(g), scale
+
+
+def _dark_ink(small: np.ndarray, polarity: str) -> bool:
+    """True when the ink is darker than the paper (see the module docstring, step 2)."""
+    import cv2
+
+    if polarity != "auto":
+        return polarity == "dark"
+    k = max(3, (min(small.shape) // 6) | 1)
+    med = cv2.medianBlur(small, min(k, 31))
+    diff = small.astype(np.int16) - med
+    dark = int(np.count_nonzero(diff < -24))
+    light = int(np.count_nonzero(diff > 24))
+    return dark >= light
+
+
+def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
+    """Ink contrast 0-255: ``255 * (paper - pixel) / paper``, paper estimated by a close."""
+    import cv2
+
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)), interpolation=cv2.INTER_AREA)
+    if not _dark_ink(small, polarity):
+        gray = cv2.bitwise_not(gray)
+        small = cv2.bitwise_not(small)
+    k = max(3, close_px // _BG_SCALE) | 1
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    paper = cv2.blur(paper, (3, 3))
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    # The close can dip below a pixel's value at tile edges: take the max so contrast >= 0.
+    paper = cv2.max(paper, gray)
+    return cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 1), scale=255)
+
+
+def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
+    """Low and high ink thresholds on the contrast map, above its noise."""
+    sample = contrast[::3, ::3]
+    med = float(np.median(sample))
+    mad = float(np.median(np.abs(sample.astype(np.float32) - med)))
+    lo = int(max(255 * min_contrast, med + 7.0 * 1.4826 * mad + 6))
+    hi = int(min(max(2 * lo, 255 * 0.3), 200))
+    return lo, hi
+
+
+def _components(mask: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, stats and a per-label flag: the component has some strong ink (hysteresis)."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    has_strong = np.bincount(labels[strong], minlength=n)[:n] > 0
+    has_strong[0] = False
+    return labels, stats, has_strong
+
+
+def _holes(roi: np.ndarray, min_area: int) -> int:
+    """Number of enclosed background regions of at least ``min_area`` pixels in a binary ROI."""
+    import cv2
+
+    contours, hierarchy = cv2.findContours(roi, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0
+    inner = hierarchy[0][:, 3] >= 0
+    return sum(1 for c, h in zip(contours, inner) if h and cv2.contourArea(c) >= min_area)
+
+
+def _structures(labels: np.ndarray, stats: np.ndarray, live: np.ndarray, min_h: int, max_h: int) -> list[int]:
+    """Labels of components that are not one mark but lines with things on them.
+
+    A grid (three or more cells), a rule longer than a digit is wide, a frame- or
+    page-spanning line: big (long side >= 3 min_h) and not digit-shaped.
+    """
+    H, W = labels.shape
+    x, y, w, h = (stats[:, i] for i in range(4))
+    long_side = np.maximum(w, h)
+    maybe = live & (long_side >= 3 * min_h)
+    out = []
+    for i in np.flatnonzero(maybe):
+        aspect = w[i] / h[i]
+        if long_side[i] > max_h or aspect > 1.3 or aspect < 0.08:
+            out.append(int(i))
+            continue
+        roi = (labels[y[i] : y[i] + h[i], x[i] : x[i] + w[i]] == i).astype(np.uint8)
+        if _holes(roi, max(16, (min_h // 3) ** 2)) >= 3:
+            out.append(int(i))
+    return out
+
+
+def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int) -> np.ndarray:
+    """Erases long thin straight lines from the given components; returns the new mask.
+
+    Lines are found by a probabilistic Hough transform on the thin parts of each
+    component (strokes under ~7 px wide: rules and grids, not bold digits), at least
+    half the component's long side and 2 ``min_h`` long. A stroke cut by an erased
+    line is bridged across it again.
+    """
+    import cv2
+
+    lines = np.zeros_like(mask)
+    k7 = np.ones((7, 7), np.uint8)
+    for i in ids:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        roi = np.where(labels[y : y + h, x : x + w] == i, np.uint8(255), np.uint8(0))
+        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k7))
+        length = int(max(2 * min_h, 0.5 * max(w, h)))
+        segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
+                               maxLineGap=max(5, min_h // 2))
+        if segs is None:
+            continue
+        lroi = lines[y : y + h, x : x + w]
+        for x1, y1, x2, y2 in segs.reshape(-1, 4):
+            cv2.line(lroi, (int(x1), int(y1)), (int(x2), int(y2)), 255, 3)
+    if not lines.any():
+        return mask
+    # The drawn segments widened to 7 px take the whole width of a rule (<= 6 px).
+    lines = cv2.bitwise_and(cv2.dilate(lines, np.ones((5, 5), np.uint8)), mask)
+    out = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
+    # Bridge strokes cut by an erased line: a close of what is left, kept only on the line.
+    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+    return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines))
+
+
+def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float) -> tuple[np.ndarray, list[_Candidate], list[tuple[int, int, int, int]]]:
+    """Contrast map -> (component labels, digit candidates, other marks), in working pixels."""
+    import cv2
+
+    lo, hi = _thresholds(contrast, min_contrast)
+    _, mask = cv2.threshold(contrast, lo, 255, cv2.THRESH_BINARY)
+    strong = contrast >= hi
+    labels, stats, live = _components(mask, strong)
+    ids = _structures(labels, stats, live, min_h, max_h)
+    if ids:
+        mask = _erase_lines(mask, labels, stats, ids, min_h)
+        labels, stats, live = _components(mask, strong)
+    return (labels, *_candidates(stats, live, labels.shape, min_h, max_h))
+
+
+def _candidates(stats: np.ndarray, live: np.ndarray, shape: tuple[int, int], min_h: int, max_h: int
+                ) -> tuple[list[_Candidate], list[tuple[int, int, int, int]]]:
+    """Components of digit size and shape, with fragments merged into the mark they belong to.
+
+    Returns the candidates and the boxes of the other marks big enough to be
+    letters (for the word test in :func:`detect`).
+    """
+    H, W = shape
+    x, y, w, h, area = (stats[:, i].astype(np.int64) for i in range(5))
+    inner = (x > 0) & (y > 0) & (x + w < W) & (y + h < H)
+    keep = live & inner & (np.maximum(w, h) >= max(3, min_h // 5)) & (h <= max_h) & (w <= max_h)
+    ids = np.flatnonzero(keep)
+    if len(ids) == 0:
+        return [], []
+    boxes = np.stack([x[ids], y[ids], x[ids] + w[ids], y[ids] + h[ids]], axis=1)
+    order = np.argsort(-(boxes[:, 3] - boxes[:, 1]), kind="stable")  # tallest first
+    groups: list[list[int]] = []
+    gboxes: list[np.ndarray] = []
+    for j in order:
+        b = boxes[j]
+        bh, bw = b[3] - b[1], b[2] - b[0]
+        target = -1
+        for g, gb in enumerate(gboxes):
+            gh, gw = gb[3] - gb[1], gb[2] - gb[0]
+            if bh > 0.75 * gh or gw > 1.2 * gh or gh > max_h:
+                continue  # comparable pieces are separate marks (two digits side by side)
+            overlap_x = min(b[2], gb[2]) - max(b[0], gb[0])
+            gap_y = max(gb[1] - b[3], b[1] - gb[3], 0)
+            if overlap_x >= 0.5 * bw and gap_y <= max(2, 0.2 * gh):
+                merged = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
+                mh, mw = merged[3] - merged[1], merged[2] - merged[0]
+                if mh <= max_h and mw <= 1.2 * mh:
+                    target = g
+                    break
+        if target < 0:
+            groups.append([int(ids[j])])
+            gboxes.append(b.copy())
+        else:
+            groups[target].append(int(ids[j]))
+            gb = gboxes[target]
+            gboxes[target] = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
+    cands, marks = [], []
+    for g, gb in zip(groups, gboxes):
+        bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
+        box = (int(gb[0]), int(gb[1]), bw, bh)
+        fill = int(area[g].sum()) / float(bw * bh)
+        aspect = bw / float(bh)
+        if (bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07
+                or fill > (0.92 if aspect < 0.3 else 0.75)):
+            if bh >= 0.4 * min_h:
+                marks.append(box)
+            continue
+        cands.append(_Candidate(box, tuple(g)))
+    return cands, marks
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def _crops(contrast: np.ndarray, labels: np.ndarray, cands: list[_Candidate]) -> np.ndarray:
+    """Each candidate's own ink -> (N, 28, 28) uint8 MNIST-style."""
+    import cv2
+
+    out = np.zeros((len(cands), MNIST_SIZE, MNIST_SIZE), np.uint8)
+    H, W = contrast.shape
+    kernel = np.ones((3, 3), np.uint8)
+    for i, c in enumerate(cands):
+        x, y, w, h = c.box
+        x0, y0, x1, y1 = max(x - 2, 0), max(y - 2, 0), min(x + w + 2, W), min(y + h + 2, H)
+        lab = labels[y0:y1, x0:x1]
+        own = np.isin(lab, c.labels).astype(np.uint8)
+        own = cv2.dilate(own, kernel)  # take in the soft edge of the strokes
+        ink = contrast[y0:y1, x0:x1].astype(np.float32) * own
+        # Scale so the stroke's core is full ink, as in MNIST.
+        core = ink[lab > 0]
+        top = float(np.percentile(core, 75)) if core.size else 0.0
+        if top <= 0:
+            continue
+        ink = np.minimum(ink / top, 1.0)
+        side = max(w, h)
+        if side > 80:  # shrink big crops first: normalize_ink's matrices stay small
+            f = 60.0 / side
+            ink = cv2.resize(ink, (max(1, round(ink.shape[1] * f)), max(1, round(ink.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        out[i] = normalize_ink(ink)
+    return out
+
+
+# --------------------------------------------------------------------------- rejection
+
+
+def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> list[list[int]]:
+    """Groups boxes into runs on one line, left to right, with gaps under ``gap_ratio`` of their height."""
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    groups: list[list[int]] = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        placed = False
+        for g in groups:
+            lx, ly, lw, lh = boxes[g[-1]]
+            ov = min(y + h, ly + lh) - max(y, ly)
+            gap = x - (lx + lw)
+            ref = max(h, lh)
+            if ov >= 0.5 * min(h, lh) and gap <= gap_ratio * ref and min(h, lh) >= 0.45 * ref:
+                g.append(i)
+                placed = True
+                break
+        if not placed:
+            groups.append([i])
+    return groups
+
+
+def _reading_order(dets: list[_Boxed]) -> list[_Boxed]:
+    """Things with a ``box``, top to bottom by text line, then left to right."""
+    if not dets:
+        return dets
+    by_y = sorted(dets, key=lambda d: d.box[1] + d.box[3] / 2)
+    lines: list[list[_Boxed]] = [[by_y[0]]]
+    for d in by_y[1:]:
+        last = lines[-1]
+        cy = sum(e.box[1] + e.box[3] / 2 for e in last) / len(last)
+        hh = sum(e.box[3] for e in last) / len(last)
+        if d.box[1] + d.box[3] / 2 - cy <= 0.5 * max(hh, d.box[3]):
+            last.append(d)
+        else:
+            lines.append([d])
+    return [d for line in lines for d in sorted(line, key=lambda e: e.box[0])]
+
+
+# --------------------------------------------------------------------------- public
+
+
+def detect(
+    rec: DigitRecognizer,
+    frame: np.ndarray,
+    *,
+    min_height: int = 16,
+    max_height: int | None = None,
+    min_score: float = 0.7,
+    polarity: str = "auto",
+    max_side: int = 1280,
+    min_contrast: float = 0.12,
+    timings: dict[str, float] | None = None,
+) -> list[Detection]:
+    """Finds and reads the digits in a camera frame.
+
+    Args:
+        rec: The recogniser that classifies the crops (one batch per frame).
+        frame: uint8 ``(h, w)`` gray, ``(h, w, 3)`` BGR or ``(h, w, 4)`` BGRA, any size.
+        min_height: Smallest digit height to report, in frame pixels.
+        max_height: Largest digit height, in frame pixels; None for half the frame's
+            height (segmentation is built for digits up to about a third).
+        min_score: Drop digits the model reads with a lower probability.
+        polarity: ``"auto"``, ``"dark"`` (dark ink on light paper) or ``"light"``
+            (light on dark, e.g. chalk on a board).
+        max_side: Frames with a longer side are shrunk to this for segmentation
+            (boxes are mapped back); digits under ~10 px after the shrink are lost.
+        min_contrast: Weakest ink kept, as a fraction of the paper's brightness.
+        timings: A dict to receive the seconds spent in ``"segment"``,
+            ``"prepare"`` (crops) and ``"infer"`` for this frame.
+
+    Returns:
+        Detections in reading order (top to bottom, then left to right). Empty
+        for a blank, tiny or digit-free frame.
+
+    Raises:
+        TypeError: ``frame`` is None or not a numpy array.
+        ValueError: Wrong dtype, rank or channel count (e.g. a 4-D batch), or a
+            bad option.
+    """
+    from .recognizer import Detection
+
+    t0 = time.perf_counter()
+    frame = _check_frame(frame)
+    min_height = _positive_int("min_height", min_height)
+    max_side = _positive_int("max_side", max_side)
+    if max_height is not None:
+        max_height = _positive_int("max_height", max_height)
+    if not 0.0 <= float(min_score) <= 1.0:
+        raise ValueError(f"min_score must be in [0, 1], got {min_score!r}")
+    if polarity not in ("auto", "dark", "light"):
+        raise ValueError(f"polarity must be 'auto', 'dark' or 'light', got {polarity!r}")
+    stages = {"segment": 0.0, "prepare": 0.0, "infer": 0.0}
+    if timings is not None:
+        timings.update(stages)
+    H, W = frame.shape[:2]
+    if min(H, W) < 8:
+        return []
+    gray, scale = _gray(frame, max_side)
+    max_h = int((max_height if max_height is not None else H // 2) * scale)
+    min_h = max(8, int(min_height * scale))
+    if max_h < min_h:
+        return []
+    contrast = _contrast(gray, close_px=max(24, int(0.25 * max_h)), polarity=polarity)
+    labels, cands, marks = _segment(contrast, min_h, max_h, float(min_contrast))
+    t1 = time.perf_counter()
+    stages["segment"] = t1 - t0
+    if not cands:
+        if timings is not None:
+            timings.update(stages)
+        return []
+    crops = _crops(contrast, labels, cands)
+    t2 = time.perf_counter()
+    preds = rec.classify_batch(crops)
+    t3 = time.perf_counter()
+    stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
+    # Words: drop a run of marks (letters included) that is mostly not digits.
+    ok = [p.score >= min_score for p in preds] + [False] * len(marks)
+    for g in _words([c.box for c in cands] + marks):
+        if len(g) >= 2 and sum(ok[i] for i in g) < 0.75 * len(g):
+            for i in g:
+                ok[i] = False
+    inv = 1.0 / scale
+    dets = [
+        Detection(
+            (int(round(c.box[0] * inv)), int(round(c.box[1] * inv)), max(1, int(round(c.box[2] * inv))), max(1, int(round(c.box[3] * inv)))),
+            p.digit,
+            p.score,
+        )
+        for c, p, good in zip(cands, preds, ok)
+        if good
+    ]
+    dets = _reading_order(dets)
+    if timings is not None:
+        stages["prepare"] += time.perf_counter() - t3
+        timings.update(stages)
+    return dets
+
+
+def read_numbers(rec: DigitRecognizer, frame: np.ndarray, *, max_gap: float = 0.8, **options: Any) -> list[Number]:
+    """Reads the numbers in a frame: digits on one line, close together, left to right.
+
+    Args:
+        rec: The recogniser.
+        frame: As for :func:`detect`.
+        max_gap: Largest gap between two digits of one number, as a fraction of
+            the digits' height.
+        **options: Passed to :func:`detect` (``min_score``, ``timings``...).
+
+    Returns:
+        Numbers in reading order; a lone digit is a one-digit number.
+
+    Raises:
+        TypeError, ValueError: As for :func:`detect`.
+    """
+    if not 0.0 <= float(max_gap) <= 10.0:
+        raise ValueError(f"max_gap must be from 0 to 10 (digit heights), got {max_gap!r}")
+    dets = detect(rec, frame, **options)
+    return group_numbers(dets, max_gap=max_gap)
+
+
+def group_numbers(dets: list[Detection], *, max_gap: float = 0.8) -> list[Number]:
+    """Groups detections into :class:`Number` objects (see :func:`read_numbers`)."""
+    numbers = []
+    for g in _words([d.box for d in dets], max_gap):
+        ds = tuple(sorted((dets[i] for i in g), key=lambda d: d.box[0]))
+        x0 = min(d.box[0] for d in ds)
+        y0 = min(d.box[1] for d in ds)
+        x1 = max(d.box[0] + d.box[2] for d in ds)
+        y1 = max(d.box[1] + d.box[3] for d in ds)
+        numbers.append(Number((x0, y0, x1 - x0, y1 - y0), "".join(str(d.digit) for d in ds), ds, tuple(d.score for d in ds)))
+    return _reading_order(numbers)
