@@ -299,18 +299,23 @@ class Model:
         with self._lock:
             interp = self._interp()
             n = x.shape[0]
-            if self._set_batch(interp, n):
-                interp.set_tensor(self.input.index, x)
-                interp.invoke()
-                return interp.get_tensor(self.output.index)
-            if self._batch != 1:
-                self._set_batch(interp, 1)
-            out = []
-            for i in range(n):
-                interp.set_tensor(self.input.index, x[i : i + 1])
-                interp.invoke()
-                out.append(interp.get_tensor(self.output.index))
-            return np.concatenate(out, axis=0)
+            try:
+                if self._set_batch(interp, n):
+                    interp.set_tensor(self.input.index, x)
+                    interp.invoke()
+                    return interp.get_tensor(self.output.index)
+                if self._batch != 1:
+                    self._set_batch(interp, 1)
+                out = []
+                for i in range(n):
+                    interp.set_tensor(self.input.index, x[i : i + 1])
+                    interp.invoke()
+                    out.append(interp.get_tensor(self.output.index))
+                return np.concatenate(out, axis=0)
+            except RuntimeError as e:
+                raise EdgeInferError(
+                    f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}"
+                ) from e
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Runs the model on float or raw input and returns float32 outputs.
@@ -390,6 +395,13 @@ def _build(
             xnnpack=delegate_name != "cpu:noxnnpack",
         )
         interp.allocate_tensors()
+        # One invoke now: a model whose graph is damaged fails here, at load, not on
+        # the first frame; and the slow first inference (on an Edge TPU, the upload of
+        # the model to the device) is paid before anything is timed.
+        inp = interp.get_input_details()
+        for d in inp:
+            interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        interp.invoke()
     except (ValueError, RuntimeError) as e:
         raise ModelError(
             f"model {path} could not be loaded by {backend.name} {backend.version} with "
