@@ -343,9 +343,20 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
     light *= 1.0 - rng.uniform(0.0, 0.3) * ((xx - W / 2) ** 2 + (yy - H / 2) ** 2) / ((W / 2) ** 2 + (H / 2) ** 2)
     if rng.random() < 0.45:
         kinds.append("shadow")
-        p = rng.uniform([-0.2 * W, -0.2 * H], [1.2 * W, 1.2 * H], (int(rng.integers(3, 6)), 2)).astype(np.int32)
-        mask = np.zeros((H, W), np.float32)
-        cv2.fillPoly(mask, [cv2.convexHull(p)], 1.0)
+        # A hand, a phone or a head: a large soft region (a half-plane or an ellipse)
+        # covering 15-70% of the frame, not a thin sliver.
+        for _ in range(20):
+            mask = np.zeros((H, W), np.float32)
+            if rng.random() < 0.5:
+                a = rng.uniform(0, 2 * np.pi)
+                off = rng.uniform(-0.3, 0.3) * np.hypot(W, H)
+                mask[np.cos(a) * (xx - W / 2) + np.sin(a) * (yy - H / 2) > off] = 1.0
+            else:
+                centre = (int(rng.uniform(0, W)), int(rng.uniform(0, H)))
+                axes = (int(rng.uniform(0.3, 0.7) * W), int(rng.uniform(0.3, 0.7) * H))
+                cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+            if 0.15 <= mask.mean() <= 0.7:
+                break
         mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(4, 20))
         light *= 1.0 - rng.uniform(0.3, 0.6) * mask
     frame *= light[..., None]
