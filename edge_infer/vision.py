@@ -42,7 +42,7 @@ from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 if TYPE_CHECKING:
     from .recognizer import Detection, DigitRecognizer
 
-__all__ = ["Number", "detect", "read_numbers"]
+__all__ = ["Number", "detect", "group_numbers", "read_numbers"]
 
 _Boxed = TypeVar("_Boxed")  # Detection or Number: anything with a .box
 _BG_SCALE = 4  # the paper-brightness estimate is made at 1/4 size
@@ -224,8 +224,8 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
     """Erases long thin straight lines from the given components; returns the new mask.
 
     Lines are found by a probabilistic Hough transform on the thin parts of each
-    component (strokes under ~7 px wide: rules and grids, not bold digits), at least
-    half the component's long side and 2 ``min_h`` long. A stroke cut by an erased
+    component (strokes under ~7 px wide: rules and grids, not bold digits), longer
+    than anything that may hang on them. Gaps (where a digit touches) are jumped. A stroke cut by an erased
     line is bridged across it again.
     """
     import cv2
@@ -235,13 +235,16 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
     for i in ids:
         x, y, w, h = (int(v) for v in stats[i, :4])
         roi = np.where(labels[y : y + h, x : x + w] == i, np.uint8(255), np.uint8(0))
-        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k7))
+        # Outside the ROI is background (the default border would keep edge lines "thick").
+        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k7, borderType=cv2.BORDER_CONSTANT, borderValue=0))
         f = 2 if max(w, h) > 160 else 1  # big structures: search at half size (4x fewer votes)
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-        length = int(max(2 * min_h, 0.5 * max(w, h))) // f
+        # Longer than what may hang on the line: a digit is at most the structure's
+        # short side tall (a rule under a number) unless the structure is a grid.
+        length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
         segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
-                               maxLineGap=max(5, min_h // 2) // f)
+                               maxLineGap=max(5, min_h) // f)
         if segs is None:
             continue
         lroi = lines[y : y + h, x : x + w]

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Scene", "Truth", "MatchResult", "make_scene", "match"]
+__all__ = ["MatchResult", "Scene", "Truth", "make_scene", "match", "mnist_glyph", "printed_glyph", "text_glyph"]
 
 FRAME_SHAPE = (480, 640)
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
@@ -134,7 +134,7 @@ def _ink_height(a: np.ndarray) -> int:
     return int(rows[-1] - rows[0] + 1) if len(rows) else a.shape[0]
 
 
-def _mnist_glyph(img: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
+def mnist_glyph(img: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
     """An MNIST digit scaled to ``height`` px of ink, its soft edge made pen-like or left soft."""
     a = _tight(img.astype(np.float32) / 255.0, 0.2)
     a = _scaled(a, height)
@@ -142,7 +142,7 @@ def _mnist_glyph(img: np.ndarray, height: int, rng: np.random.Generator) -> np.n
     return np.clip((a - 0.5) * k + 0.5, 0, 1) * (a > 0.02)
 
 
-def _printed_glyph(digit: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def printed_glyph(digit: int, height: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.55:
         g = _ttf_glyph(TTF_FONTS[rng.integers(len(TTF_FONTS))], str(digit))
     else:
@@ -151,7 +151,7 @@ def _printed_glyph(digit: int, height: int, rng: np.random.Generator) -> np.ndar
     return _scaled(g, height, rng.uniform(0.9, 1.1))
 
 
-def _text_glyph(text: str, height: int, rng: np.random.Generator) -> np.ndarray:
+def text_glyph(text: str, height: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.6:
         g = _ttf_glyph(TTF_FONTS[rng.integers(len(TTF_FONTS))], text)
     else:
@@ -243,9 +243,9 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
             else:
                 idx = np.flatnonzero(labels == d)
                 i = int(idx[rng.integers(len(idx))])
-            return _mnist_glyph(images[i], height, rng), int(labels[i])
+            return mnist_glyph(images[i], height, rng), int(labels[i])
         d = int(rng.integers(10)) if d is None else d
-        return _printed_glyph(d, height, rng), d
+        return printed_glyph(d, height, rng), d
 
     # A sudoku-like grid with digits in some cells.
     if rng.random() < 0.2:
@@ -299,7 +299,7 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
         for _ in range(int(rng.integers(1, 5))):
             height = int(rng.uniform(24, 60))
             text = WORDS[rng.integers(len(WORDS))] if rng.random() < 0.7 else LETTERS[rng.integers(len(LETTERS))]
-            g = _text_glyph(text, height, rng)
+            g = text_glyph(text, height, rng)
             if g.shape[1] < W - 60:
                 _place_row(canvas, [g], [], rng, max(10, height // 2))
 
