@@ -32,9 +32,10 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from .errors import DelegateUnavailableError
+from .modelfile import EDGETPU_SUFFIX, is_edgetpu_model, read_checked
 from .runtime import Backend, get_backend
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "edgetpu_library",
     "load_external",
     "parse_delegate",
+    "plan_auto",
 ]
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,63 @@ def load_delegate_for(
                 f"{dict(options or {})!r}: {str(e).strip() or 'no detail given'}"
             ) from e
     raise ValueError(f"delegate kind {spec.kind!r} has no library to load")
+
+
+@dataclass(frozen=True)
+class AutoPlan:
+    """What ``delegate="auto"`` decided: which file to load, on which delegate."""
+
+    path: Path
+    content: bytes
+    delegate: str
+    delegate_obj: Any
+
+
+def plan_auto(path: Path, content: bytes, backend: Backend, *, verify: bool = True) -> AutoPlan:
+    """The ``"auto"`` plan.
+
+    1. Edge TPU, when ``path`` is compiled for it (or a ``<stem>_edgetpu.tflite``
+       twin sits beside it) and the Edge TPU delegate loads (a TPU answers);
+    2. otherwise the CPU with XNNPACK, on the uncompiled model.
+
+    Each skipped step is logged at INFO with its reason.
+
+    Raises:
+        DelegateUnavailableError: ``path`` is compiled for the Edge TPU, has no
+            uncompiled twin, and no TPU answered.
+        ModelError: The twin that would be loaded is damaged.
+    """
+    cpu_path: Path | None
+    if is_edgetpu_model(path, content):
+        tpu_path, tpu_content = path, content
+        cpu_path = None
+        if path.stem.endswith(EDGETPU_SUFFIX):
+            twin = path.with_name(path.stem[: -len(EDGETPU_SUFFIX)] + path.suffix)
+            cpu_path = twin if twin.is_file() else None
+    else:
+        twin = path.with_name(path.stem + EDGETPU_SUFFIX + path.suffix)
+        tpu_path, tpu_content, cpu_path = (twin, b"", path) if twin.is_file() else (None, b"", path)
+        if tpu_path is None:
+            log.info("auto: Edge TPU skipped: %s is not compiled for it and has no %s twin", path.name, twin.name)
+
+    if tpu_path is not None:
+        try:
+            obj = load_delegate_for(DelegateSpec("edgetpu", text="edgetpu"), None, backend)
+        except DelegateUnavailableError as e:
+            if cpu_path is None:
+                raise DelegateUnavailableError(
+                    f"model {path.name} is compiled for the Edge TPU, no uncompiled twin sits beside "
+                    f"it, and no TPU answered: {e}. Load the uncompiled .tflite to run on the CPU."
+                ) from e
+            log.info("auto: Edge TPU skipped for %s: %s", tpu_path.name, e)
+        else:
+            log.info("auto: chose Edge TPU for %s", tpu_path.name)
+            return AutoPlan(tpu_path, tpu_content or read_checked(tpu_path, verify=verify), "edgetpu", obj)
+    cpu_path = cast(Path, cpu_path)  # not None: with no twin, the TPU branch returned or raised
+    if cpu_path != path:
+        content = read_checked(cpu_path, verify=verify)
+    log.info("auto: chose CPU (XNNPACK) for %s", cpu_path.name)
+    return AutoPlan(cpu_path, content, "cpu", None)
 
 
 @dataclass(frozen=True)

@@ -3,66 +3,39 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from .delegates import DelegateSpec, load_delegate_for, parse_delegate
-from .errors import DelegateUnavailableError, EdgeInferError, ModelError
+from .delegates import load_delegate_for, parse_delegate, plan_auto
+from .errors import EdgeInferError, ModelError
+from .modelfile import (
+    _EDGETPU_OP,
+    ModelNotFoundError,
+    manifest_path,
+    read_checked,
+    read_manifest,
+    resolve_path,
+    shipped_model_path,
+)
 from .runtime import Backend, get_backend
 
-__all__ = ["Model", "TensorSpec", "load_model", "read_manifest", "shipped_model_path"]
+__all__ = [
+    "Model",
+    "ModelNotFoundError",
+    "TensorSpec",
+    "load_model",
+    "manifest_path",
+    "read_manifest",
+    "shipped_model_path",
+]
 
 log = logging.getLogger(__name__)
-
-SHIPPED_MODEL = "digits_int8.tflite"
-EDGETPU_SUFFIX = "_edgetpu"
-_EDGETPU_OP = b"edgetpu-custom-op"
-_MAX_MODEL_BYTES = 256 * 1024 * 1024
-
-
-class ModelNotFoundError(ModelError, FileNotFoundError):
-    """The model file does not exist."""
-
-
-def shipped_model_path() -> Path:
-    """Path of the int8 digit model shipped inside the package."""
-    return Path(str(resources.files("edge_infer") / "models" / SHIPPED_MODEL))
-
-
-def manifest_path(model_path: str | os.PathLike[str]) -> Path:
-    """The manifest that belongs to a model: ``<stem>.json`` beside it."""
-    p = Path(model_path)
-    return p.with_name(p.stem + ".json")
-
-
-def read_manifest(model_path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
-    """Reads the JSON manifest beside a model (default: the shipped one).
-
-    Returns:
-        The manifest as a dict, or None when the model has no manifest.
-
-    Raises:
-        ModelError: The manifest exists but is not valid JSON.
-    """
-    path = manifest_path(model_path if model_path is not None else shipped_model_path())
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"model manifest {path} is unreadable ({e}); restore it or pass verify=False") from e
-    if not isinstance(data, dict):
-        raise ModelError(f"model manifest {path} is not a JSON object; restore it or pass verify=False")
-    return data
-
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -124,63 +97,6 @@ def _spec(detail: Mapping[str, Any]) -> TensorSpec:
         scale=float(scale),
         zero_point=int(zero),
     )
-
-
-def _resolve_path(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        return shipped_model_path()
-    if isinstance(path, (bytes, bytearray)):
-        raise TypeError("model path must be a str or os.PathLike, not bytes; decode it first")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"model must be a path to a .tflite file (str or os.PathLike) or None for the "
-            f"shipped model, not {type(path).__name__}"
-        )
-    text = os.fspath(path)
-    if not text:
-        raise ModelError("model path is an empty string; pass a .tflite path or None for the shipped model")
-    return Path(text).expanduser()
-
-
-def _read_checked(path: Path, *, verify: bool) -> bytes:
-    """Reads a model file, refusing anything that is not a plausible, intact TFLite model."""
-    if not path.exists():
-        raise ModelNotFoundError(f"model file {path} does not exist; check the path")
-    if path.is_dir():
-        raise ModelError(f"model path {path} is a directory; pass the .tflite file inside it")
-    try:
-        size = path.stat().st_size
-        if size > _MAX_MODEL_BYTES:
-            raise ModelError(
-                f"model file {path} is {size} bytes, over the {_MAX_MODEL_BYTES} byte limit for a "
-                "device model; is it the right file?"
-            )
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelError(f"model file {path} cannot be read ({e})") from e
-    if not data:
-        raise ModelError(f"model file {path} is empty; re-copy or re-export the model")
-    if len(data) < 16 or data[4:8] != b"TFL3":
-        raise ModelError(
-            f"{path} is not a TFLite model (no 'TFL3' file identifier at byte 4); "
-            "pass a .tflite file exported by the TFLite converter"
-        )
-    if verify:
-        manifest = read_manifest(path)
-        expected = manifest.get("sha256") if manifest else None
-        if expected:
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:
-                raise ModelError(
-                    f"model file {path} is damaged: its sha256 {actual[:16]}... differs from "
-                    f"{expected[:16]}... in {manifest_path(path).name}; reinstall or re-export "
-                    "it (verify=False skips this check)"
-                )
-    return data
-
-
-def _is_edgetpu(path: Path, data: bytes) -> bool:
-    return _EDGETPU_OP in data or path.stem.endswith(EDGETPU_SUFFIX)
 
 
 class Model:
@@ -441,7 +357,7 @@ def load_model(
         BackendNotFoundError: No TFLite runtime is installed.
         TypeError, ValueError: Bad argument types or values.
     """
-    p = _resolve_path(path)
+    p = resolve_path(path)
     spec = parse_delegate(delegate)
     num_threads = _check_threads(num_threads)
     if delegate_options is not None and spec.kind in ("auto", "cpu", "cpu:noxnnpack"):
@@ -451,7 +367,7 @@ def load_model(
         )
     if not isinstance(verify, bool):
         raise TypeError(f"verify must be True or False, not {type(verify).__name__}")
-    content = _read_checked(p, verify=verify)
+    content = read_checked(p, verify=verify)
     manifest = read_manifest(p)
     backend = get_backend()
 
@@ -466,47 +382,6 @@ def load_model(
         obj = load_delegate_for(spec, delegate_options, backend)
         name = spec.kind if spec.kind in ("edgetpu", "gpu") else (spec.library or spec.text)
         return _build(p, content, backend, name, obj, num_threads, manifest)
-    return _load_auto(p, content, backend, num_threads, manifest, verify)
-
-
-def _load_auto(
-    p: Path,
-    content: bytes,
-    backend: Backend,
-    num_threads: int | None,
-    manifest: dict[str, Any] | None,
-    verify: bool,
-) -> Model:
-    """The ``"auto"`` plan: Edge TPU (compiled model or twin + a TPU answers), else CPU."""
-    if _is_edgetpu(p, content):
-        tpu_path, tpu_content = p, content
-        cpu_path: Path | None = p.with_name(p.stem[: -len(EDGETPU_SUFFIX)] + p.suffix) if p.stem.endswith(EDGETPU_SUFFIX) else None
-        if cpu_path is not None and not cpu_path.is_file():
-            cpu_path = None
-    else:
-        twin = p.with_name(p.stem + EDGETPU_SUFFIX + p.suffix)
-        tpu_path, tpu_content, cpu_path = (twin, None, p) if twin.is_file() else (None, None, p)
-        if tpu_path is None:
-            log.info("auto: Edge TPU skipped: %s is not compiled for it and has no %s twin", p.name, twin.name)
-
-    if tpu_path is not None:
-        try:
-            obj = load_delegate_for(DelegateSpec("edgetpu", text="edgetpu"), None, backend)
-        except DelegateUnavailableError as e:
-            if cpu_path is None:
-                raise DelegateUnavailableError(
-                    f"model {p.name} is compiled for the Edge TPU, no uncompiled twin sits beside "
-                    f"it, and no TPU answered: {e}. Load the uncompiled .tflite to run on the CPU."
-                ) from e
-            log.info("auto: Edge TPU skipped for %s: %s", tpu_path.name, e)
-        else:
-            if tpu_content is None:
-                tpu_content = _read_checked(tpu_path, verify=verify)
-            log.info("auto: chose Edge TPU for %s", tpu_path.name)
-            return _build(tpu_path, tpu_content, backend, "edgetpu", obj, num_threads, read_manifest(tpu_path) or manifest)
-    if cpu_path is not p:
-        content = _read_checked(cpu_path, verify=verify)  # type: ignore[arg-type]
-        manifest = read_manifest(cpu_path)  # type: ignore[arg-type]
-        p = cpu_path  # type: ignore[assignment]
-    log.info("auto: chose CPU (XNNPACK) for %s", p.name)
-    return _build(p, content, backend, "cpu", None, num_threads, manifest)
+    plan = plan_auto(p, content, backend, verify=verify)
+    return _build(plan.path, plan.content, backend, plan.delegate, plan.delegate_obj, num_threads,
+                  read_manifest(plan.path) or manifest)
