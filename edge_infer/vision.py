@@ -135,7 +135,10 @@ def _dark_ink(small: np.ndarray, polarity: str) -> bool:
 
 
 def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
-    """Ink contrast 0-255: ``255 * (paper - pixel) / paper``, paper estimated by a close."""
+    """Ink contrast 0-255: ``255 * (paper - pixel) / paper``, paper estimated by a close.
+
+    Dark ink on light paper; a light-on-dark frame is inverted first.
+    """
     import cv2
 
     h, w = gray.shape
@@ -146,10 +149,14 @@ def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
     k = max(3, close_px // _BG_SCALE) | 1
     paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     paper = cv2.blur(paper, (3, 3))
+    # Dark surroundings (a desk, a deep shadow) are not paper: dividing by their low
+    # level would blow their noise up into "ink". Floor the divisor at 30% of the page.
+    cdf = np.cumsum(np.bincount(paper.ravel(), minlength=256))
+    floor = max(1, int(0.3 * int(np.searchsorted(cdf, 0.9 * cdf[-1]))))
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     # The close can dip below a pixel's value at tile edges: take the max so contrast >= 0.
     paper = cv2.max(paper, gray)
-    return cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 1), scale=255)
+    return cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, floor), scale=255)
 
 
 def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
@@ -243,13 +250,15 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         # Longer than what may hang on the line: a digit is at most the structure's
         # short side tall (a rule under a number) unless the structure is a grid.
         length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
-        segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
-                               maxLineGap=max(5, min_h) // f)
-        if segs is None:
-            continue
         lroi = lines[y : y + h, x : x + w]
-        for x1, y1, x2, y2 in segs.reshape(-1, 4) * f:
-            cv2.line(lroi, (int(x1), int(y1)), (int(x2), int(y2)), 255, 3)
+        for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
+            segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
+                                   maxLineGap=max(5, min_h) // f)
+            if segs is None:
+                break
+            for x1, y1, x2, y2 in segs.reshape(-1, 4):
+                cv2.line(thin, (int(x1), int(y1)), (int(x2), int(y2)), 0, 3)
+                cv2.line(lroi, (int(x1) * f, int(y1) * f), (int(x2) * f, int(y2) * f), 255, 3)
     if not lines.any():
         return mask
     # The drawn segments widened to 7 px take the whole width of a rule (<= 6 px).
@@ -428,7 +437,10 @@ def _is_text(boxes: list[tuple[int, int, int, int]], digit_like: list[bool]) -> 
     if sum(digit_like) < 0.75 * len(boxes):
         return True
     tallest = max(b[3] for b in boxes)
-    short = sum(b[3] < 0.8 * tallest for b in boxes)
+    base = float(np.median([b[1] + b[3] for b in boxes]))
+    # Lower-case letters stand on the baseline and stop at the x-height.
+    short = sum(b[3] < 0.8 * tallest or (b[3] < 0.85 * tallest and abs(b[1] + b[3] - base) < 0.12 * tallest)
+                for b in boxes)
     return short >= 2 and short >= 0.4 * len(boxes)
 
 
