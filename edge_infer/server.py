@@ -284,7 +284,10 @@ def create_app(
     @app.post("/v1/detect")
     def detect() -> Any:
         frame = image_body(json_ok=False)
-        detections, numbers = read_frame(recognizer, frame)
+        try:
+            detections, numbers = read_frame(recognizer, frame)
+        except (ValueError, TypeError) as e:
+            raise ClientError(400, f"cannot read this image: {e}") from None
         return jsonify(width=int(frame.shape[1]), height=int(frame.shape[0]),
                        detections=[_detection_json(d) for d in detections],
                        numbers=[_number_json(n) for n in numbers])
@@ -348,8 +351,8 @@ def _detection_json(d: Any) -> dict[str, Any]:
 
 
 def _number_json(n: Any) -> dict[str, Any]:
-    value = n.value if isinstance(n.value, (int, str)) else str(n.value)
-    return {"box": [int(v) for v in n.box], "value": value, "digits": [int(d) for d in n.digits],
+    """A :class:`edge_infer.vision.Number` as JSON: ``value`` is a string (leading zeros kept)."""
+    return {"box": [int(v) for v in n.box], "value": str(n.value), "digits": [int(d.digit) for d in n.digits],
             "scores": [round(float(s), 4) for s in n.scores]}
 
 
