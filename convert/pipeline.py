@@ -1,0 +1,255 @@
+"""The steps of the conversion stage, each writing its artifacts atomically into one directory.
+
+Layout of ``--out DIR``::
+
+    digits.keras             trained float model (Keras 3 format)
+    train.json               training settings and per-epoch history
+    digits_float.tflite      float32 TFLite
+    digits_int8.tflite       fully integer TFLite (the device model)
+    digits_int8.json         its manifest (the one edge_infer ships)
+    digits_int8_edgetpu.tflite / .log   when edgetpu_compiler is installed
+    edgetpu.json             pre-check and compiler report
+    baseline_int8.tflite     the plain baseline CNN, for the latency comparison
+    report/                  report.md, report.json, PNGs
+    saved_model/             with --saved-model
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.atomic import atomic_dir, write_bytes, write_json
+from convert.data import MnistData
+from convert.errors import CompilerNotFoundError, ConvertError
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_DIR = REPO / "edge_infer" / "models"
+DOCS_REPORT = REPO / "docs" / "conversion_report"
+CONVENTION = "MNIST: 28x28 white digit on black, longest side 20 px, centre of mass centred; values in [0,1]"
+TARGETS = {"min_int8_accuracy": 0.994, "max_drop_pp": 0.1, "max_size_bytes": 100_000}
+
+
+def say(msg: str) -> None:
+    """Progress for people (stdout, flushed)."""
+    print(f"[convert] {msg}", flush=True)
+
+
+def command_line() -> str:
+    return "python -m convert " + shlex.join(sys.argv[1:])
+
+
+def save_keras(model: Any, path: Path) -> Path:
+    """Save a Keras model atomically (Keras insists on a ``.keras`` suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_keras(path: Path) -> Any:
+    import keras
+
+    if not path.is_file():
+        raise ConvertError(f"{path}: no trained model here; run `python -m convert train --out {path.parent}` first")
+    return keras.models.load_model(path)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None = None) -> Any:
+    from convert.train import count_macs, effective_batch_size, train
+
+    n = len(data.x_train) if cfg.limit is None else min(cfg.limit, len(data.x_train))
+    say(f"training on {n} images ({len(data.x_val)} held out for validation), {cfg.epochs} epoch(s), seed {cfg.seed}")
+    model, history = train(data, cfg)
+    save_keras(model, out / "digits.keras")
+    write_json(out / "train.json", {
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "batch_size": effective_batch_size(cfg, n), "train_images": n, "val_images": len(data.x_val), "macs_per_digit": count_macs(model),
+        "params": int(model.count_params()), "history": history,
+    })
+    say(f"wrote {out / 'digits.keras'} ({count_macs(model):,} MACs per digit, {model.count_params():,} parameters)")
+    if saved_model is not None:
+        step_saved_model(model, saved_model)
+    return model
+
+
+def step_saved_model(model: Any, directory: Path) -> None:
+    from convert.quantize import export_saved_model
+
+    export_saved_model(model, directory)
+    say(f"wrote SavedModel {directory} (signature serving_default: image [N,28,28,1] -> probs [N,10])")
+
+
+def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, io: str) -> Any:
+    from convert.quantize import to_float_tflite, to_int8_tflite, verify_fully_integer
+
+    say("converting to float TFLite")
+    write_bytes(out / "digits_float.tflite", to_float_tflite(model))
+    rep = data.x_train[: max(1, calibration)]
+    say(f"quantising to full integer ({io} I/O), calibrating on {len(rep)} training images")
+    q = to_int8_tflite(model, rep, io=io)
+    check = verify_fully_integer(q)  # refuse before anything is written under the final name
+    write_bytes(out / "digits_int8.tflite", q)
+    say(f"verified fully integer: {len(check.ops)} ops: {', '.join(check.op_names)}")
+    write_manifest(out / "digits_int8.tflite", check, accuracy=None, macs=_macs(model), seed=None)
+    return check
+
+
+def _macs(model: Any) -> int:
+    from convert.train import count_macs
+
+    return count_macs(model)
+
+
+def write_manifest(
+    model_path: Path, check: Any, *, accuracy: dict[str, Any] | None, macs: int | None, seed: int | None,
+    command: str | None = None, extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<stem>.json`` beside the model: what edge_infer reads (sha256, labels, I/O)."""
+    import tensorflow as tf
+
+    data = model_path.read_bytes()
+    manifest = {
+        "name": model_path.stem,
+        "file": model_path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "labels": [str(i) for i in range(10)],
+        "input": {"shape": list(check.input_shape), "dtype": check.input_dtype, "scale": check.input_scale,
+                  "zero_point": check.input_zero_point, "convention": CONVENTION},
+        "output": {"shape": list(check.output_shape), "dtype": check.output_dtype, "kind": "softmax",
+                   "scale": check.output_scale, "zero_point": check.output_zero_point},
+        "accuracy": accuracy,
+        "macs_per_digit": macs,
+        "ops": check.op_names,
+        "command": command or command_line(),
+        "seed": seed,
+        "tensorflow": tf.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+    }
+    manifest.update(extra or {})
+    return write_json(model_path.with_suffix(".json"), manifest)
+
+
+def step_edgetpu(model_path: Path, out_dir: Path, *, compiler: str | None, min_runtime_version: int | None,
+                 required: bool) -> dict[str, Any]:
+    """Pre-check, then compile when a compiler exists. Writes ``edgetpu.json`` in ``out_dir``."""
+    from convert.edgetpu import compile_model, precheck
+
+    pre = precheck(model_path)
+    for line in pre.summary():
+        say(line)
+    info: dict[str, Any] = {"precheck": pre.summary(), "precheck_ok": pre.ok, "split_at": pre.split_at}
+    try:
+        res = compile_model(model_path, out_dir=out_dir, compiler=compiler, min_runtime_version=min_runtime_version)
+    except CompilerNotFoundError as e:
+        if required:
+            raise
+        info["note"] = f"Not compiled here: {e}."
+        say(f"skipping Edge TPU compilation: {e}")
+    else:
+        info["compiled"] = res.as_dict()
+        mapped = "all ops mapped" if res.fully_mapped else f"{res.ops_on_cpu} op(s) left on the CPU"
+        say(f"wrote {res.compiled_model} ({mapped}, {res.subgraphs} subgraph(s))")
+    write_json(out_dir / "edgetpu.json", info)
+    return info
+
+
+def step_baseline(data: MnistData, out: Path, *, epochs: int, limit: int | None, seed: int, calibration: int) -> Any:
+    import keras
+
+    from convert.quantize import to_int8_tflite, verify_fully_integer
+    from convert.train import TrainConfig, build_baseline, train
+
+    say(f"training the baseline CNN (Conv16-Pool-Conv32-Pool-Dense64-Dense10) for {epochs} epoch(s), for timing")
+    cfg = TrainConfig(epochs=epochs, limit=limit, seed=seed, augment=False, learning_rate=1e-3, verbose=2)
+    keras.utils.set_random_seed(seed)
+    model, _ = train(data, cfg, model=build_baseline())
+    q = to_int8_tflite(model, data.x_train[:calibration])
+    verify_fully_integer(q)
+    write_bytes(out / "baseline_int8.tflite", q)
+    return model
+
+
+def step_evaluate(data: MnistData, out: Path, *, report_dir: Path, baseline_epochs: int, limit: int | None,
+                  seed: int, calibration: int, num_threads: int = 1) -> dict[str, Any]:
+    from convert.figures import digit_grid_png
+    from convert.quantize import verify_fully_integer
+    from convert.report import evaluate, write_report
+    from convert.train import augmentation_preview, build_baseline, count_macs
+
+    model = load_keras(out / "digits.keras")
+    int8 = out / "digits_int8.tflite"
+    check = verify_fully_integer(int8)
+    if not (out / "baseline_int8.tflite").is_file():
+        step_baseline(data, out, epochs=baseline_epochs, limit=limit, seed=seed, calibration=calibration)
+    say("evaluating on the 10,000 MNIST test digits and timing every model in one run")
+    ev = evaluate(data, keras_model=model, float_tflite=out / "digits_float.tflite", int8_tflite=int8,
+                  baseline_int8=out / "baseline_int8.tflite", num_threads=num_threads)
+    train_info = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
+    edgetpu = json.loads((out / "edgetpu.json").read_text()) if (out / "edgetpu.json").is_file() else {}
+    prev = (json.loads((out / "digits_int8.json").read_text()) if (out / "digits_int8.json").is_file() else {})
+    cfg = train_info.get("config", {})
+    hist = train_info.get("history", {})
+    sample = data.x_train[:10]
+    aug = augmentation_preview(sample, seed=seed, copies=2)
+    aug_png = digit_grid_png(np.concatenate([sample, aug]), [""] * 30, cols=10, scale=2)
+    context = {
+        "command": prev.get("command") or command_line(), "seed": cfg.get("seed", seed),
+        "tensorflow": prev.get("tensorflow"), "created": prev.get("created"),
+        "macs": count_macs(model), "baseline_macs": count_macs(build_baseline()), "ops": check.op_names,
+        "check": {k: getattr(check, k) for k in ("input_shape", "input_dtype", "input_scale", "input_zero_point",
+                                                  "output_shape", "output_dtype", "output_scale", "output_zero_point")},
+        "edgetpu": edgetpu, "targets": TARGETS, "num_threads": num_threads, "latency_rounds": 7,
+        "baseline_epochs": baseline_epochs, "calibration": prev.get("calibration", calibration),
+        "data_source": data.source,
+        "train": {"epochs": cfg.get("epochs"), "batch_size": train_info.get("batch_size"), "seed": cfg.get("seed"),
+                  "train_images": train_info.get("train_images"), "val_images": train_info.get("val_images"),
+                  "final_val_acc": (hist.get("val_acc") or [None])[-1], "params": train_info.get("params")},
+        "augmentation_png": aug_png,
+    }
+    write_report(report_dir, ev, data, context)
+    acc = {"dataset": "MNIST test (10,000)", "float": ev.accuracy("float_keras"),
+           "float_tflite": ev.accuracy("float_tflite"), "int8": ev.accuracy("int8_edge_infer")}
+    write_manifest(int8, check, accuracy=acc, macs=count_macs(model), seed=cfg.get("seed", seed),
+                   command=prev.get("command"), extra={"calibration": context["calibration"]})
+    lat = ev.latency_us
+    say(f"accuracy: float Keras {acc['float']:.4f}, float TFLite {acc['float_tflite']:.4f}, "
+        f"int8 via edge_infer {acc['int8']:.4f}")
+    if "baseline_int8" in lat:
+        say(f"int8 latency {lat['int8_tflite']:.1f} us vs baseline int8 {lat['baseline_int8']:.1f} us per digit "
+            f"({lat['int8_tflite'] / lat['baseline_int8']:.2f}x)")
+    say(f"wrote {report_dir / 'report.md'}")
+    return {"accuracy": acc, "latency_us": lat, "sizes": ev.sizes}
+
+
+def update_shipped(out: Path, report_dir: Path) -> None:
+    """Copy the model, its manifest and its report into the package and docs (atomically)."""
+    import shutil
+
+    for name in ("digits_int8.tflite", "digits_int8.json"):
+        write_bytes(SHIPPED_DIR / name, (out / name).read_bytes())
+    with atomic_dir(DOCS_REPORT) as tmp:
+        for f in report_dir.iterdir():
+            shutil.copy2(f, tmp / f.name)
+    say(f"updated {SHIPPED_DIR / 'digits_int8.tflite'} and {DOCS_REPORT}")

@@ -1,0 +1,352 @@
+"""Evaluation on the 10,000 MNIST test digits, latency in one run, and the written report.
+
+Float Keras, float TFLite and int8 TFLite are scored on the same digits. The int8
+model is scored through ``edge_infer`` (``DigitRecognizer.classify_batch``), so the
+figures are those of what a device runs. Latencies of every model, and of the
+plain baseline CNN, are measured in the same process, interleaved round by round,
+and reported as ratios.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.data import MnistData
+
+__all__ = ["Evaluation", "evaluate", "measure_latency", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Scores of the models on the test split.
+
+    Attributes:
+        y_true: test labels.
+        predictions: model name -> predicted digits (N,).
+        latency_us: model name -> median microseconds per digit (batch 1).
+        sizes: model name -> file size in bytes.
+        batch_consistent: the int8 model gave identical outputs batched and one by one.
+    """
+
+    y_true: np.ndarray
+    predictions: dict[str, np.ndarray]
+    latency_us: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    batch_consistent: bool | None = None
+
+    def accuracy(self, name: str) -> float:
+        return float((self.predictions[name] == self.y_true).mean())
+
+    def per_class(self, name: str) -> list[float]:
+        p = self.predictions[name]
+        return [float((p[self.y_true == c] == c).mean()) for c in range(10)]
+
+    def confusion(self, name: str) -> np.ndarray:
+        cm = np.zeros((10, 10), np.int64)
+        np.add.at(cm, (self.y_true.astype(np.int64), self.predictions[name].astype(np.int64)), 1)
+        return cm
+
+
+def _tflite_predict(path: Path, x01: np.ndarray, *, batch: int = 1000) -> np.ndarray:
+    """Raw LiteRT run of a float or quantised model on float images in [0, 1]."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zp = inp["quantization"]
+    try:
+        it.resize_tensor_input(inp["index"], [batch, 28, 28, 1])
+        it.allocate_tensors()
+    except (RuntimeError, ValueError):  # a graph with a constant-shape RESHAPE: batch of 1 only
+        it = Interpreter(model_path=str(path))
+        batch = 1
+    preds = []
+    current = None
+    for s in range(0, len(x01), batch):
+        xb = x01[s : s + batch]
+        if current != len(xb):
+            it.resize_tensor_input(inp["index"], [len(xb), 28, 28, 1])
+            it.allocate_tensors()
+            current = len(xb)
+        if scale:
+            info = np.iinfo(inp["dtype"])
+            xb = np.clip(np.rint(xb / scale) + zp, info.min, info.max).astype(inp["dtype"])
+        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
+        it.invoke()
+        preds.append(it.get_tensor(out["index"]).argmax(axis=1))
+    return np.concatenate(preds)
+
+
+def measure_latency(
+    candidates: dict[str, Callable[[], Any]], *, rounds: int = 7, seconds_per_round: float = 0.25
+) -> dict[str, float]:
+    """Median per-call time in microseconds, candidates interleaved round by round.
+
+    Interleaving means a burst of load from elsewhere on the machine hits every
+    candidate alike, so the ratios hold even when absolute times wander.
+    """
+    for fn in candidates.values():  # warm up
+        for _ in range(20):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            n, t0 = 0, time.perf_counter()
+            while True:
+                fn()
+                n += 1
+                el = time.perf_counter() - t0
+                if el >= seconds_per_round and n >= 10:
+                    break
+            samples[name].append(el / n * 1e6)
+    return {k: float(np.median(v)) for k, v in samples.items()}
+
+
+def _raw_invoker(path: Path, num_threads: int) -> Callable[[], Any]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=num_threads)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x = np.zeros(inp["shape"], inp["dtype"])
+
+    def call() -> Any:
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return it.get_tensor(out["index"])
+
+    return call
+
+
+def evaluate(
+    data: MnistData,
+    *,
+    keras_model: Any,
+    float_tflite: Path,
+    int8_tflite: Path,
+    baseline_int8: Path | None = None,
+    num_threads: int = 1,
+    latency_rounds: int = 7,
+) -> Evaluation:
+    """Score every model on all test digits and time them in one run.
+
+    Args:
+        data: MNIST (only the test split is used).
+        keras_model: the trained float model.
+        float_tflite, int8_tflite: the converted models.
+        baseline_int8: the plain baseline CNN, int8, for the latency comparison.
+        num_threads: interpreter threads for every TFLite latency measurement.
+        latency_rounds: interleaved rounds of timing.
+    """
+    import tensorflow as tf
+
+    from edge_infer import DigitRecognizer, load_model
+
+    x01 = (data.x_test.astype(np.float32) / 255.0)[..., None]
+    preds: dict[str, np.ndarray] = {}
+    log.info("scoring float Keras on %d test digits", len(x01))
+    preds["float_keras"] = keras_model.predict(x01, batch_size=500, verbose=0).argmax(axis=1)
+    log.info("scoring float TFLite")
+    preds["float_tflite"] = _tflite_predict(float_tflite, x01)
+    log.info("scoring int8 TFLite through edge_infer")
+    with DigitRecognizer(model=int8_tflite, delegate="cpu") as rec:
+        preds["int8_edge_infer"] = np.array([p.digit for p in rec.classify_batch(data.x_test)])
+    if baseline_int8 is not None:
+        preds["baseline_int8"] = _tflite_predict(baseline_int8, x01)
+    ev = Evaluation(data.y_test.copy(), preds)
+
+    # Batched and one-by-one must agree exactly: the runtime resizes the batch of crops.
+    with load_model(int8_tflite, delegate="cpu") as m:
+        some = x01[:64]
+        batched = m.run(some)
+        single = np.concatenate([m.run(some[i : i + 1]) for i in range(len(some))])
+        ev.batch_consistent = bool(np.array_equal(batched, single)) and m.batch_resizable is True
+
+    log.info("timing (batch 1, %d thread(s), %d interleaved rounds)", num_threads, latency_rounds)
+    keras_fn = tf.function(lambda t: keras_model(t, training=False))
+    one = tf.constant(x01[:1])
+    cands: dict[str, Callable[[], Any]] = {
+        "float_keras": lambda: keras_fn(one).numpy(),
+        "float_tflite": _raw_invoker(float_tflite, num_threads),
+        "int8_tflite": _raw_invoker(int8_tflite, num_threads),
+    }
+    ei = load_model(int8_tflite, delegate="cpu", num_threads=num_threads)
+    x1 = x01[:1]
+    cands["int8_edge_infer"] = lambda: ei.run(x1)
+    if baseline_int8 is not None:
+        cands["baseline_int8"] = _raw_invoker(baseline_int8, num_threads)
+    ev.latency_us = measure_latency(cands, rounds=latency_rounds)
+    ei.close()
+    ev.sizes = {
+        "float_tflite": float_tflite.stat().st_size,
+        "int8_tflite": int8_tflite.stat().st_size,
+    }
+    if baseline_int8 is not None:
+        ev.sizes["baseline_int8"] = baseline_int8.stat().st_size
+    return ev
+
+
+# --------------------------------------------------------------------------- writing
+
+_LABELS = {
+    "float_keras": "float Keras",
+    "float_tflite": "float TFLite",
+    "int8_edge_infer": "int8 TFLite via edge_infer",
+    "int8_tflite": "int8 TFLite (LiteRT invoke)",
+    "baseline_int8": "baseline CNN int8",
+}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def write_report(
+    directory: str | os.PathLike[str],
+    ev: Evaluation,
+    data: MnistData,
+    context: dict[str, Any],
+) -> Path:
+    """Write ``report.md``, ``report.json`` and the PNGs into ``directory`` (atomically).
+
+    Args:
+        directory: the report directory (replaced as a whole).
+        ev: the evaluation.
+        data: MNIST, for the pictures of misclassified digits.
+        context: facts to record: ``macs``, ``baseline_macs``, ``ops``, ``check``
+            (verifier summary), ``edgetpu`` (pre-check / compiler), ``train``
+            (config and history), ``command``, ``targets`` thresholds, ...
+
+    Returns:
+        The report directory.
+    """
+    from convert.atomic import atomic_dir, write_json, write_text
+    from convert.figures import confusion_png, digit_grid_png, save
+
+    main = "int8_edge_infer"
+    acc = {k: ev.accuracy(k) for k in ev.predictions}
+    lat = ev.latency_us
+    ref = lat.get("int8_tflite")
+    ratios = {k: (v / ref if ref else None) for k, v in lat.items()}
+    wrong = np.flatnonzero(ev.predictions[main] != ev.y_true)
+    size = ev.sizes.get("int8_tflite", 0)
+    macs, base_macs = context.get("macs"), context.get("baseline_macs")
+    tgt = context.get("targets", {})
+    drop_pp = 100 * (acc["float_keras"] - acc[main])
+    checks = {
+        "int8_accuracy": acc[main] >= tgt.get("min_int8_accuracy", 0.994),
+        "float_minus_int8_pp": drop_pp <= tgt.get("max_drop_pp", 0.1),
+        "size_bytes": size <= tgt.get("max_size_bytes", 100_000),
+        "faster_than_baseline": ("baseline_int8" in lat and ref is not None and ref <= lat["baseline_int8"]),
+        "fewer_macs_than_baseline": macs is not None and base_macs is not None and macs < base_macs,
+        "batch_resize_consistent": bool(ev.batch_consistent),
+    }
+    result = {
+        "accuracy": acc,
+        "per_class_accuracy": {k: ev.per_class(k) for k in ev.predictions},
+        "confusion_int8": ev.confusion(main).tolist(),
+        "misclassified_int8": int(len(wrong)),
+        "latency_us_per_digit": lat,
+        "latency_ratio_vs_int8": ratios,
+        "sizes_bytes": ev.sizes,
+        "targets_met": checks,
+        **{k: v for k, v in context.items() if k not in ("history",)},
+    }
+
+    with atomic_dir(directory) as tmp:
+        save(tmp / "confusion_int8.png", confusion_png(ev.confusion(main), title="int8 model via edge_infer, MNIST test (10,000)"))
+        shown = wrong[:40]
+        caps = [f"{ev.y_true[i]}->{ev.predictions[main][i]}" for i in shown]
+        save(tmp / "misclassified_int8.png", digit_grid_png(data.x_test[shown], caps, title="misclassified (true->predicted)"))
+        if context.get("augmentation_png"):
+            save(tmp / "augmentation.png", context["augmentation_png"])
+        result.pop("augmentation_png", None)
+        write_json(tmp / "report.json", result)
+        write_text(tmp / "report.md", _markdown(result, ev, context, has_aug=bool(context.get("augmentation_png"))))
+    return Path(directory)
+
+
+def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug: bool) -> str:
+    acc, lat, ratio, sizes = r["accuracy"], r["latency_us_per_digit"], r["latency_ratio_vs_int8"], r["sizes_bytes"]
+    yes = {True: "yes", False: "**NO**"}
+    L: list[str] = ["# Conversion report: digits_int8", ""]
+    if ctx.get("command"):
+        L += [f"Produced by `{ctx['command']}` (seed {ctx.get('seed')}, TensorFlow {ctx.get('tensorflow')}, "
+              f"{ctx.get('created', '')}).", ""]
+    L += ["## Summary", "", "| model | MNIST test accuracy | file size | MACs / digit | latency / digit | vs int8 |",
+          "|---|---|---|---|---|---|"]
+    size_of = {"float_tflite": sizes.get("float_tflite"), "int8_edge_infer": sizes.get("int8_tflite"),
+               "int8_tflite": sizes.get("int8_tflite"), "baseline_int8": sizes.get("baseline_int8")}
+    for k in ("float_keras", "float_tflite", "int8_edge_infer", "int8_tflite", "baseline_int8"):
+        if k not in acc and k not in lat:
+            continue
+        a = acc.get(k, acc.get("int8_edge_infer") if k == "int8_tflite" else None)
+        mac = ctx.get("baseline_macs") if k == "baseline_int8" else ctx.get("macs")
+        sz = size_of.get(k)
+        L.append(f"| {_LABELS[k]} | {_pct(a)} | {f'{sz:,} B' if sz else '-'} | {f'{mac:,}' if mac else '-'} | "
+                 f"{f'{lat[k]:.1f} µs' if k in lat else '-'} | {f'{ratio[k]:.2f}x' if ratio.get(k) else '-'} |")
+    L += ["", f"Latency: batch of 1, median of {ctx.get('latency_rounds', 7)} interleaved rounds in one process, "
+          f"{ctx.get('num_threads', 1)} interpreter thread(s), LiteRT with XNNPACK; absolute times depend on the "
+          "machine and its load, the ratios are what carries over. `int8 TFLite (LiteRT invoke)` and the baseline "
+          "are timed the same way (set input, invoke, read output); `via edge_infer` adds `Model.run`'s float "
+          "quantisation and checks. Float Keras is a `tf.function` call.", ""]
+    if "baseline_int8" in acc:
+        L += [f"The baseline (Conv16-Pool-Conv32-Pool-Dense64-Dense10) is trained only "
+              f"{ctx.get('baseline_epochs', 1)} epoch(s) without augmentation: it is here for its speed and size, "
+              "its accuracy is not a fair comparison.", ""]
+    L += ["### Targets", "", "| target | met |", "|---|---|"]
+    names = {"int8_accuracy": "int8 accuracy >= 99.4%", "float_minus_int8_pp": "int8 at most 0.1 pp below float "
+             f"(actual {100 * (acc['float_keras'] - acc['int8_edge_infer']):+.2f} pp)".replace("+", ""),
+             "size_bytes": "file <= 100 KB", "faster_than_baseline": "int8 invoke no slower than baseline int8",
+             "fewer_macs_than_baseline": "fewer MACs than the baseline", "batch_resize_consistent":
+             "batch-resized invoke == one-by-one invoke"}
+    L += [f"| {names[k]} | {yes[bool(v)]} |" for k, v in r["targets_met"].items()]
+    L += ["", "## Per-class accuracy", "", "| digit | " + " | ".join(_LABELS[k] for k in ev.predictions) + " |",
+          "|---|" + "---|" * len(ev.predictions)]
+    for c in range(10):
+        L.append(f"| {c} | " + " | ".join(_pct(r["per_class_accuracy"][k][c]) for k in ev.predictions) + " |")
+    L += ["", "## Confusion matrix (int8 via edge_infer)", "", "![confusion matrix](confusion_int8.png)", "",
+          f"## Misclassified digits ({r['misclassified_int8']} of {len(ev.y_true)}; first 40)", "",
+          "![misclassified](misclassified_int8.png)", ""]
+    chk = ctx.get("check", {})
+    L += ["## The int8 model", "",
+          f"- input `{chk.get('input_shape')}` {chk.get('input_dtype')}, scale {chk.get('input_scale')}, "
+          f"zero point {chk.get('input_zero_point')} (float [0, 1] in)",
+          f"- output `{chk.get('output_shape')}` {chk.get('output_dtype')} softmax, scale {chk.get('output_scale')}, "
+          f"zero point {chk.get('output_zero_point')}",
+          "- verifier: fully integer (every tensor int8, int32 only for biases and shape constants, no float op, "
+          "static shapes)",
+          f"- ops ({len(ctx.get('ops', []))}): " + ", ".join(f"`{o}`" for o in ctx.get("ops", [])),
+          f"- batch-resizable: {yes[bool(ev.batch_consistent)]}", ""]
+    et = ctx.get("edgetpu", {})
+    L += ["## Edge TPU", ""] + [f"    {line}" for line in et.get("precheck", [])] + [""]
+    comp = et.get("compiled")
+    if comp:
+        L += [f"Compiled with edgetpu_compiler {comp.get('compiler_version')}: {comp.get('ops_on_tpu')} of "
+              f"{comp.get('total_ops')} ops on the Edge TPU, {comp.get('subgraphs')} subgraph(s), on-chip "
+              f"{comp.get('on_chip_memory')}, off-chip {comp.get('off_chip_memory')}.", "",
+              "| op | count | status |", "|---|---|---|"]
+        L += [f"| {o['op']} | {o['count']} | {o['status']} |" for o in comp.get("operators", [])]
+        L.append("")
+    elif et.get("note"):
+        L += [et["note"], ""]
+    tr = ctx.get("train", {})
+    if tr:
+        L += ["## Training", "", f"- {tr.get("epochs")} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
+              f"{tr.get('train_images')} training images, {tr.get('val_images')} held out for validation; the test set "
+              "is used only here.", f"- final validation accuracy (float): {_pct(tr.get('final_val_acc'))}",
+              f"- calibration: {ctx.get('calibration')} training images", f"- data: {ctx.get('data_source')}", ""]
+        if has_aug:
+            L += ["Camera-crop augmentation (top: MNIST, bottom: what training saw):", "",
+                  "![augmentation](augmentation.png)", ""]
+    return "\n".join(L) + "\n"
