@@ -342,7 +342,7 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
         L += [et["note"], ""]
     tr = ctx.get("train", {})
     if tr:
-        L += ["## Training", "", f"- {tr.get("epochs")} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
+        L += ["## Training", "", f"- {tr.get('epochs')} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
               f"{tr.get('train_images')} training images, {tr.get('val_images')} held out for validation; the test set "
               "is used only here.", f"- final validation accuracy (float): {_pct(tr.get('final_val_acc'))}",
               f"- calibration: {ctx.get('calibration')} training images", f"- data: {ctx.get('data_source')}", ""]
