@@ -3,7 +3,8 @@
 :class:`LiveStream` runs one capture thread however many viewers there are: it reads a
 frame, finds the digits and numbers, draws them with the FPS, encodes a JPEG once and
 hands the same bytes to every viewer. It starts with the first viewer and stops a few
-seconds after the last one leaves, so an idle device does no work.
+seconds after the last one leaves, so an idle device does no work. Frames come from
+:func:`edge_infer.camera.open_source` and are drawn by :func:`edge_infer.camera.annotate`.
 
 Imports OpenCV only when a stream is opened.
 """
@@ -11,11 +12,9 @@ Imports OpenCV only when a stream is opened.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -41,63 +40,6 @@ def read_frame(recognizer: DigitRecognizer, frame: np.ndarray) -> tuple[list[Any
     return detections, numbers
 
 
-class _VideoSource:
-    """Frames from a camera index, a video file (looped) or ``"sample"`` (the bundled clip).
-
-    A minimal stand-in until :mod:`edge_infer.camera` provides the frame source.
-    """
-
-    def __init__(self, spec: str | int) -> None:
-        import cv2
-
-        self.name = str(spec)
-        if spec == "sample":
-            clips = sorted(p for p in (resources.files("edge_infer") / "data").iterdir()
-                           if p.name.endswith((".mp4", ".avi", ".mkv")))
-            if not clips:
-                raise ValueError("no sample clip in edge_infer/data; pass a camera index or a video file")
-            spec = str(clips[0])
-        target: str | int = int(spec) if isinstance(spec, str) and spec.isdigit() else spec
-        self.is_file = isinstance(target, str) and os.path.isfile(target)
-        self._cap = cv2.VideoCapture(target)
-        if not self._cap.isOpened():
-            raise ValueError(f"camera source {self.name!r} could not be opened (no such device or unreadable video)")
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 1.0 <= fps <= 240.0 else None
-
-    def read(self) -> np.ndarray | None:
-        import cv2
-
-        ok, frame = self._cap.read()
-        if not ok and self.is_file:  # loop a clip
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._cap.read()
-        return frame if ok else None
-
-    def close(self) -> None:
-        self._cap.release()
-
-
-def _annotate(frame: np.ndarray, detections: list[Any], numbers: list[Any], fps: float) -> np.ndarray:
-    """Boxes and digits, numbers above their group, FPS in the corner (a copy)."""
-    import cv2
-
-    out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for d in detections:
-        x, y, w, h = (int(v) for v in d.box)
-        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 200, 0), 2)
-        cv2.putText(out, str(d.digit), (x, y + h + 18), font, 0.6, (0, 200, 0), 2, cv2.LINE_AA)
-    for n in numbers:
-        x, y, w, h = (int(v) for v in n.box)
-        cv2.rectangle(out, (x - 4, y - 4), (x + w + 4, y + h + 4), (255, 160, 0), 1)
-        cv2.putText(out, str(n.value), (x, max(18, y - 10)), font, 0.8, (255, 160, 0), 2, cv2.LINE_AA)
-    label = f"{fps:4.1f} FPS"
-    cv2.rectangle(out, (0, 0), (110, 26), (0, 0, 0), -1)
-    cv2.putText(out, label, (6, 19), font, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
 class LiveStream:
     """An annotated MJPEG stream: one capture thread shared by every viewer.
 
@@ -113,8 +55,8 @@ class LiveStream:
                  idle_stop: float = 3.0, jpeg_quality: int = 80) -> None:
         """Args:
             recognizer: Reads the digits in each frame.
-            source: A callable returning a frame source (``read() -> frame | None``,
-                ``close()``, ``fps``, ``name``), called each time capture starts.
+            source: A callable returning an :class:`edge_infer.camera.FrameSource`, called
+                each time capture starts (and again when a file ends, to loop it).
             max_fps: Frames per second at most (a clip plays at its own rate below this).
             idle_stop: Seconds without viewers before the capture stops.
             jpeg_quality: 1-100.
@@ -140,18 +82,20 @@ class LiveStream:
 
     @classmethod
     def open(cls, recognizer: DigitRecognizer, spec: str | int, **options: Any) -> LiveStream:
-        """A stream of a camera index, video file or ``"sample"``, checked now (one frame read).
+        """A stream of any :func:`edge_infer.camera.open_source` spec, checked now (one frame read).
+
+        Files and image folders play round and round.
 
         Raises:
-            ValueError: The source cannot be opened or gives no frame.
+            edge_infer.camera.SourceError: A camera does not open.
+            FileNotFoundError, ValueError: No such file, or it gives no frame.
         """
-        probe = _VideoSource(spec)
-        try:
+        from .camera import open_source
+
+        with open_source(spec) as probe:
             if probe.read() is None:
-                raise ValueError(f"camera source {spec!r} opened but gave no frame")
-        finally:
-            probe.close()
-        stream = cls(recognizer, lambda: _VideoSource(spec), **options)
+                raise ValueError(f"camera source {probe.name} opened but gave no frame")
+        stream = cls(recognizer, lambda: open_source(spec), **options)
         stream.name = probe.name
         return stream
 
@@ -199,12 +143,16 @@ class LiveStream:
     def _capture(self) -> None:
         import cv2
 
+        from .camera import annotate
+
+        delegate = self._rec.model.delegate
         with self._source_lock:
             src = None
             try:
                 src = self._open()
                 rate = min(self._max_fps, src.fps or self._max_fps)
                 last = next_at = time.monotonic()
+                misses = 0
                 while True:
                     with self._cond:
                         idle = self._viewers == 0 and time.monotonic() - self._last_viewer > self._idle_stop
@@ -214,14 +162,23 @@ class LiveStream:
                             return
                     frame = src.read()
                     if frame is None:
-                        raise ValueError(f"camera source {src.name!r} stopped giving frames")
+                        misses += 1
+                        if src.live and misses <= 5:  # a camera hiccup: try again shortly
+                            time.sleep(0.2)
+                            continue
+                        if src.live or misses > 2:
+                            raise ValueError(f"{src.name} stopped giving frames")
+                        src.close()  # a file or folder ended: play it again
+                        src = self._open()
+                        continue
+                    misses = 0
                     detections, numbers = read_frame(self._rec, frame)
                     now = time.monotonic()
                     fps = 1.0 / max(now - last, 1e-6)
                     self._fps = fps if self._seq == 0 else 0.9 * self._fps + 0.1 * fps
                     last = now
-                    ok, jpg = cv2.imencode(".jpg", _annotate(frame, detections, numbers, self._fps),
-                                           [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+                    shown = annotate(frame, detections, numbers, header=f"{self._fps:.1f} FPS  {delegate}")
+                    ok, jpg = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
                     if not ok:
                         raise ValueError(f"JPEG encoding failed for a {frame.shape} frame")
                     part = (f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n"

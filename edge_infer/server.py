@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import struct
+import sys
 import threading
 from importlib import resources
 from typing import Any
@@ -457,7 +458,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-no-key", action="store_true",
                         help="bind beyond localhost without an API key (anyone on the network may use it)")
     parser.add_argument("--camera", default=None, metavar="SOURCE",
-                        help="also stream this camera/video annotated at / ('sample' for the bundled clip)")
+                        help="also serve a live annotated stream at /: a camera index, picamera, a video, "
+                             "an image folder or 'sample' (the bundled clip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -480,7 +482,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"edge-infer serve needs {e.name}: pip install 'edge-infer[serve]'") from e
 
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads, workers=workers) as rec:
-        camera = LiveStream.open(rec, args.camera) if args.camera is not None else None
+        camera = None
+        if args.camera is not None:
+            from .camera import SourceError
+
+            try:
+                camera = LiveStream.open(rec, args.camera)
+            except SourceError as e:
+                print(f"edge-infer serve: {e}", file=sys.stderr)
+                return 1
         try:
             app = create_app(rec, max_bytes=args.max_bytes, api_key=api_key, camera=camera)
             # stream viewers hold a thread each; keep `workers` threads for the API besides them

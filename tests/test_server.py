@@ -386,7 +386,7 @@ def test_cli_serves_on_loopback_and_stops_on_sigterm(digits):
     (["--host", "0.0.0.0"], "--allow-no-key"),
     (["--max-bytes", "lots"], "not a size"),
     (["--workers", "0"], "--workers must be >= 1"),
-    (["--camera", "/nonexistent/clip.mp4"], "could not be opened"),
+    (["--camera", "/nonexistent/clip.mp4"], "no such file"),
 ])
 def test_cli_refuses_bad_settings(args, message):
     r = subprocess.run([sys.executable, "-m", "edge_infer", "serve", "--port", "0", *args],
