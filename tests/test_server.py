@@ -260,16 +260,24 @@ def test_internal_error_is_500_json_without_traceback_and_logged(digits, caplog)
 
 
 # -- detect (needs edge_infer.vision) ------------------------------------------------
-def scene(digits_and_labels, *, step: int = 96) -> np.ndarray:
-    """Paper with all but the last digit written in a row (one number), the last one below it."""
-    tiles = [paper_digit(d, scale=4, rng=np.random.default_rng(i)) for i, (d, _) in enumerate(digits_and_labels)]
-    h, w = tiles[0].shape[:2]  # 144 x 144: a 112 px digit box with 16 px of paper around it
-    page = np.full((2 * h + 40, step * (len(tiles) - 2) + w + 80, 3), 228, np.uint8)
-    for i, t in enumerate(tiles[:-1]):  # overlapping paper margins: darker (ink) wins
-        x = 40 + i * step
-        page[20 : 20 + h, x : x + w] = np.minimum(page[20 : 20 + h, x : x + w], t)
-    page[h + 20 : 2 * h + 20, 40 : 40 + w] = np.minimum(page[h + 20 : 2 * h + 20, 40 : 40 + w], tiles[-1])
-    return page
+def scene(digits_and_labels, *, scale: int = 4, seed: int = 0) -> np.ndarray:
+    """A photo-like page: all but the last digit written in a row (one number), the last one below.
+
+    Dark ink on light paper with a lighting gradient and sensor noise, BGR.
+    """
+    rng = np.random.default_rng(seed)
+    side = 28 * scale
+    step = side * 3 // 4  # MNIST digits fill ~20 of 28 px: neighbours sit close, as in a number
+    row = len(digits_and_labels) - 1
+    h, w = 2 * side + 90, step * (row - 1) + side + 80
+    ink = np.zeros((h, w), np.float32)
+    spots = [(30, 40 + i * step) for i in range(row)] + [(side + 60, 40)]
+    for (d, _), (y, x) in zip(digits_and_labels, spots):
+        glyph = np.kron(d.astype(np.float32) / 255.0, np.ones((scale, scale), np.float32))
+        ink[y : y + side, x : x + side] = np.maximum(ink[y : y + side, x : x + side], glyph)
+    paper = np.array([225, 230, 235], np.float32) * np.linspace(1.02, 0.85, w, dtype=np.float32)[None, :, None]
+    img = paper * (1 - ink[..., None]) + np.array([60, 40, 30], np.float32) * ink[..., None]
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
 
 
 def test_detect_reads_boxes_digits_and_numbers(http, url, digits):
