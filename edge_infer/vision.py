@@ -227,23 +227,27 @@ def _structures(labels: np.ndarray, stats: np.ndarray, min_h: int, max_h: int) -
     return out
 
 
-def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int) -> np.ndarray:
+def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int
+                 ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """Erases long thin straight lines from the given components; returns the new mask.
 
     Lines are found by a probabilistic Hough transform on the thin parts of each
-    component (strokes under ~7 px wide: rules and grids, not bold digits), longer
+    component (strokes under ~11 px wide: rules and grids, not bold digits), longer
     than anything that may hang on them. Gaps (where a digit touches) are jumped. A stroke cut by an erased
     line is bridged across it again.
     """
     import cv2
 
     lines = np.zeros_like(mask)
-    k7 = np.ones((7, 7), np.uint8)
+    own = np.zeros_like(mask)  # the structures' own pixels: nothing else is erased
+    found: list[tuple[float, float, float, float]] = []
+    k11 = np.ones((11, 11), np.uint8)
     for i in ids:
         x, y, w, h = (int(v) for v in stats[i, :4])
         roi = np.where(labels[y : y + h, x : x + w] == i, np.uint8(255), np.uint8(0))
+        cv2.bitwise_or(own[y : y + h, x : x + w], roi, dst=own[y : y + h, x : x + w])
         # Outside the ROI is background (the default border would keep edge lines "thick").
-        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k7, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k11, borderType=cv2.BORDER_CONSTANT, borderValue=0))
         f = 2 if max(w, h) > 160 else 1  # big structures: search at half size (4x fewer votes)
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
@@ -251,22 +255,31 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         # short side tall (a rule under a number) unless the structure is a grid.
         length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
         lroi = lines[y : y + h, x : x + w]
+        gap = max(5, min_h) // f
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
             segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
-                                   maxLineGap=max(5, min_h) // f)
+                                   maxLineGap=gap)
             if segs is None:
                 break
-            for x1, y1, x2, y2 in segs.reshape(-1, 4):
-                cv2.line(thin, (int(x1), int(y1)), (int(x2), int(y2)), 0, 3)
-                cv2.line(lroi, (int(x1) * f, int(y1) * f), (int(x2) * f, int(y2) * f), 255, 3)
-    if not lines.any():
-        return mask
-    # The drawn segments widened to 7 px take the whole width of a rule (<= 6 px).
-    lines = cv2.bitwise_and(cv2.dilate(lines, np.ones((5, 5), np.uint8)), mask)
+            for x1, y1, x2, y2 in segs.reshape(-1, 4).astype(np.float64):
+                # Run on past the found ends: the transform often stops short, and the
+                # stub it leaves looks like a "1". Only the structure's own ink is erased,
+                # so overshooting past its end is harmless.
+                ext = max(gap, 0.1 * np.hypot(x2 - x1, y2 - y1)) / max(1e-6, np.hypot(x2 - x1, y2 - y1))
+                dx, dy = (x2 - x1) * ext, (y2 - y1) * ext
+                p1, p2 = (round(x1 - dx), round(y1 - dy)), (round(x2 + dx), round(y2 + dy))
+                cv2.line(thin, p1, p2, 0, 3)
+                cv2.line(lroi, (p1[0] * f, p1[1] * f), (p2[0] * f, p2[1] * f), 255, 3)
+                found.append((x + x1 * f, y + y1 * f, x + x2 * f, y + y2 * f))
+    if not found:
+        return mask, found
+    # The drawn segments widened to 9 px take the whole width of a rule (thicker
+    # rules give several parallel segments).
+    lines = cv2.bitwise_and(cv2.dilate(lines, np.ones((7, 7), np.uint8)), own)
     out = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     # Bridge strokes cut by an erased line: a close of what is left, kept only on the line.
-    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines))
+    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines)), found
 
 
 def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
@@ -278,10 +291,29 @@ def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
     _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
     labels, stats = _components(mask)
     ids = _structures(labels, stats, min_h, max_h)
+    lines: list[tuple[float, float, float, float]] = []
     if ids:
-        mask = _erase_lines(mask, labels, stats, ids, min_h)
+        mask, lines = _erase_lines(mask, labels, stats, ids, min_h)
         labels, stats = _components(mask)
-    return (labels, *_candidates(stats, labels, min_h, max_h), hi)
+    cands, marks = _candidates(stats, labels, min_h, max_h)
+    return labels, [c for c in cands if not _on_a_line(c.box, lines)], marks, hi
+
+
+def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, float, float]]) -> bool:
+    """A thin mark lying along an erased line is what the line transform left of it, not a "1"."""
+    x, y, w, h = box
+    if not lines or min(w, h) > 0.35 * max(w, h):
+        return False
+    cx, cy = x + w / 2, y + h / 2
+    along = np.array([0.0, 1.0]) if h >= w else np.array([1.0, 0.0])
+    for x1, y1, x2, y2 in lines:
+        d = np.array([x2 - x1, y2 - y1])
+        length = float(np.hypot(*d))
+        if length == 0 or abs(float(d @ along)) < 0.985 * length:  # not parallel (within ~10 degrees)
+            continue
+        if abs(d[0] * (cy - y1) - d[1] * (cx - x1)) / length <= max(4.0, 0.5 * min(w, h)):
+            return True
+    return False
 
 
 def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
@@ -327,7 +359,11 @@ def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
             gb = gboxes[target]
             gboxes[target] = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
     cands, marks = [], []
+    centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
     for g, gb in zip(groups, gboxes):
+        inside = np.count_nonzero((centres[:, 0] > gb[0]) & (centres[:, 0] < gb[2]) & (centres[:, 1] > gb[1]) & (centres[:, 1] < gb[3]))
+        if inside >= 3:  # itself and two more: a frame or grid around marks, not a digit
+            continue
         bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
         box = (int(gb[0]), int(gb[1]), bw, bh)
         lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
@@ -396,11 +432,11 @@ def _mnist_layout(ink: np.ndarray) -> np.ndarray:
     scale = MNIST_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    sm = small > 0.4
+    sm = np.pad(small > 0.4, 1)  # stroke width: ink area over half its boundary length
     area = int(np.count_nonzero(sm))
     edges = int(np.count_nonzero(sm[1:] != sm[:-1]) + np.count_nonzero(sm[:, 1:] != sm[:, :-1]))
     if area and edges and 2.0 * area / edges < 1.5:
-        small = cv2.dilate(small, np.ones((3, 3), np.uint8))
+        small = cv2.dilate(np.pad(small, 1), np.ones((3, 3), np.uint8))
     peak = float(small.max())
     if peak > 0:
         small = np.minimum(small * (1.0 / peak), 1.0)

@@ -1,0 +1,290 @@
+"""edge_infer.vision: digits found and read in camera-like frames (real OpenCV, real model)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_infer import DigitRecognizer, Detection
+from edge_infer.preprocess import normalize_ink
+from edge_infer.vision import Number, _mnist_layout, detect, group_numbers, read_numbers
+
+from .scenes import make_scene, match
+
+cv2 = pytest.importorskip("cv2")
+
+TEST_SEED = 20_000  # the benchmark uses 10_000.., development 0..9_999
+TEST_FRAMES = 40
+# The asserted floor, measured on TEST_SEED.. with the shipped model (see bench/scenes_bench.py
+# for the 120-frame figures). The issue's targets are recall >= 0.97 and precision >= 0.99.
+MIN_RECALL = 0.97 - 0.01
+MIN_PRECISION = 0.99 - 0.01
+
+
+@pytest.fixture(scope="module")
+def rec():
+    with DigitRecognizer() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def scenes(mnist_test):
+    return [make_scene(TEST_SEED + i, mnist_test) for i in range(TEST_FRAMES)]
+
+
+def _paper(h: int = 480, w: int = 640, level: int = 225) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.clip(np.full((h, w, 3), level, np.float32) + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _stamp(frame: np.ndarray, digit_img: np.ndarray, x: int, y: int, height: int, ink: int = 30) -> tuple[int, int, int, int]:
+    """Draws an MNIST digit as dark ink at (x, y), ``height`` px tall; returns its ink box."""
+    a = cv2.resize(digit_img.astype(np.float32) / 255.0, (height, height), interpolation=cv2.INTER_CUBIC)
+    a = np.clip(a, 0, 1)[..., None]
+    region = frame[y : y + height, x : x + height].astype(np.float32)
+    frame[y : y + height, x : x + height] = (region * (1 - a) + ink * a).astype(np.uint8)
+    ys, xs = np.nonzero(a[..., 0] > 0.5)
+    return x + int(xs.min()), y + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
+
+
+@pytest.fixture(scope="module")
+def clear_digits(rec, mnist_test):
+    """One MNIST test digit per class that the model reads with confidence on its own."""
+    x, y = mnist_test
+    out = {}
+    for i in range(2000):
+        d = int(y[i])
+        if d not in out and rec.classify(x[i]).score > 0.99 and rec.classify(x[i]).digit == d:
+            out[d] = x[i]
+        if len(out) == 10:
+            return out
+    pytest.fail("no clear MNIST digit for every class")
+
+
+# --------------------------------------------------------------------------- the scene set
+
+
+def test_scene_set_recall_and_precision(rec, scenes):
+    tp = fp = fn = 0
+    for sc in scenes:
+        r = match(detect(rec, sc.frame), sc.digits)
+        tp, fp, fn = tp + r.tp, fp + r.fp, fn + r.fn
+    recall, precision = tp / (tp + fn), tp / (tp + fp)
+    assert tp + fn > 300  # the set is not trivially small
+    assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (recall, precision, tp, fp, fn)
+
+
+def test_scenes_are_deterministic(mnist_test):
+    a, b = make_scene(TEST_SEED, mnist_test), make_scene(TEST_SEED, mnist_test)
+    assert np.array_equal(a.frame, b.frame) and a.digits == b.digits
+    assert a.frame.shape == (480, 640, 3) and a.frame.dtype == np.uint8
+
+
+def test_both_polarities_read_the_same(rec, scenes):
+    same = total = 0
+    for sc in scenes[:10]:
+        dark = match(detect(rec, sc.frame), sc.digits)
+        light = match(detect(rec, 255 - sc.frame), sc.digits)
+        same += min(dark.tp, light.tp)
+        total += dark.tp
+    assert same >= 0.95 * total
+
+
+def test_forced_polarity(rec, clear_digits):
+    frame = _paper()
+    _stamp(frame, clear_digits[3], 100, 100, 60)
+    assert [d.digit for d in detect(rec, frame, polarity="dark")] == [3]
+    assert detect(rec, frame, polarity="light") == [] or all(d.digit != 3 or d.score < 1 for d in detect(rec, frame, polarity="light"))
+    with pytest.raises(ValueError, match="polarity"):
+        detect(rec, frame, polarity="white")
+
+
+# --------------------------------------------------------------------------- what is not a digit
+
+
+def test_blank_paper_gives_nothing(rec):
+    assert detect(rec, _paper()) == []
+    # uneven light and a soft shadow on blank paper
+    yy, xx = np.mgrid[0:480, 0:640]
+    light = 0.6 + 0.4 * xx / 640.0
+    light[(xx + yy) > 700] *= 0.6
+    shaded = cv2.GaussianBlur((_paper() * light[..., None]).astype(np.uint8), (0, 0), 6)
+    assert detect(rec, shaded) == []
+
+
+def test_lines_and_grids_alone_give_nothing(rec):
+    ruled = _paper()
+    for y in range(40, 480, 32):
+        cv2.line(ruled, (0, y), (639, y + 6), (150, 120, 110), 2)
+    cv2.line(ruled, (70, 0), (74, 479), (90, 90, 200), 2)  # a margin line
+    assert detect(rec, ruled) == []
+    grid = _paper()
+    for i in range(6):
+        cv2.line(grid, (120, 60 + 70 * i), (470, 60 + 70 * i + 8), (40, 40, 40), 3)
+        cv2.line(grid, (120 + 70 * i, 60), (112 + 70 * i, 410), (40, 40, 40), 3)
+    assert detect(rec, grid) == []
+
+
+def test_words_give_nothing(rec):
+    frame = _paper()
+    for i, word in enumerate(("Name", "Total", "Room", "Exam", "Check")):
+        cv2.putText(frame, word, (40 + (i % 2) * 300, 80 + 80 * i), cv2.FONT_HERSHEY_DUPLEX, 1.6, (30, 30, 30), 3)
+    assert detect(rec, frame) == []
+
+
+# --------------------------------------------------------------------------- grids, numbers
+
+
+def test_digits_inside_a_grid_are_read_and_lines_are_not(rec, clear_digits):
+    frame = _paper()
+    cells = {(0, 0): 5, (1, 2): 8, (2, 1): 3, (3, 3): 9, (2, 3): 2}
+    for i in range(5):
+        cv2.line(frame, (100, 40 + 90 * i), (460, 40 + 90 * i), (50, 50, 50), 3)
+        cv2.line(frame, (100 + 90 * i, 40), (100 + 90 * i, 400), (50, 50, 50), 3)
+    for (r, c), d in cells.items():
+        _stamp(frame, clear_digits[d], 100 + 90 * c + 15, 40 + 90 * r + 15, 60)
+    found = sorted(d.digit for d in detect(rec, frame))
+    assert found == sorted(cells.values())
+
+
+def test_read_numbers_groups_a_line_left_to_right(rec, clear_digits):
+    frame = _paper()
+    for k, d in enumerate((2, 0, 4, 7)):
+        _stamp(frame, clear_digits[d], 60 + 50 * k, 60, 56)
+    for k, d in enumerate((5, 8)):
+        _stamp(frame, clear_digits[d], 420 + 50 * k, 60, 56)
+    _stamp(frame, clear_digits[6], 200, 300, 80)
+    numbers = read_numbers(rec, frame)
+    assert [n.value for n in numbers] == ["2047", "58", "6"]
+    n = numbers[0]
+    assert isinstance(n, Number) and len(n.digits) == len(n.scores) == 4
+    assert all(isinstance(d, Detection) for d in n.digits)
+    x, y, w, h = n.box
+    assert x <= n.digits[0].box[0] and x + w >= n.digits[-1].box[0] + n.digits[-1].box[2]
+
+
+def test_group_numbers_pure_logic():
+    dets = [Detection((100, 10, 20, 30), 1, 0.9), Detection((10, 12, 20, 30), 4, 0.8),
+            Detection((34, 11, 20, 30), 2, 0.95), Detection((40, 200, 20, 30), 7, 0.99)]
+    nums = group_numbers(dets)
+    assert [n.value for n in nums] == ["42", "1", "7"]
+    assert nums[0].scores == (0.8, 0.95) and nums[0].box == (10, 11, 44, 31)
+    assert group_numbers([]) == []
+    assert read_numbers.__doc__ and "left to right" in read_numbers.__doc__
+
+
+# --------------------------------------------------------------------------- frames of every kind
+
+
+def test_gray_bgra_and_bgr_agree(rec, scenes):
+    f = scenes[1].frame
+    bgr = detect(rec, f)
+    assert bgr
+    assert detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2BGRA)) == bgr
+    gray = detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
+    assert [d.digit for d in gray] == [d.digit for d in bgr]
+    assert detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None]) == gray
+
+
+def test_big_frames_are_shrunk_and_boxes_mapped_back(rec, scenes):
+    # 4000x3000 is shrunk to the 1280x960 working size: the same digits as a 1280x960
+    # frame, with boxes scaled back up to the big frame's pixels.
+    sc = scenes[2]
+    work = cv2.resize(sc.frame, (1280, 960), interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(work, (4000, 3000), interpolation=cv2.INTER_NEAREST)
+    ref, got = detect(rec, work), detect(rec, big)
+    assert len(ref) >= 8
+    f = 4000 / 1280
+    matched = 0
+    for d in ref:
+        want = np.array(d.box) * f
+        if any(g.digit == d.digit and np.abs(np.array(g.box) - want).max() <= 4 * f for g in got):
+            matched += 1
+    assert matched >= 0.9 * len(ref)
+    assert all(0 <= g.box[0] and g.box[0] + g.box[2] <= 4000 and g.box[1] + g.box[3] <= 3000 for g in got)
+
+
+def test_degenerate_frames_give_nothing(rec):
+    assert detect(rec, np.zeros((480, 640, 3), np.uint8)) == []
+    assert detect(rec, np.full((480, 640), 255, np.uint8)) == []
+    assert detect(rec, np.zeros((1, 1, 3), np.uint8)) == []
+    assert detect(rec, np.zeros((3000, 4000, 3), np.uint8)) == []
+    assert detect(rec, np.zeros((5, 2000), np.uint8)) == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "match_"),
+    [
+        (None, TypeError, "numpy array.*no frame"),
+        ([[0, 1], [2, 3]], TypeError, "numpy array"),
+        (np.zeros((4, 48, 64, 3), np.uint8), ValueError, "batch of frames"),
+        (np.zeros((48, 64, 2), np.uint8), ValueError, "expected"),
+        (np.zeros(64, np.uint8), ValueError, "expected"),
+        (np.zeros((48, 64, 3), np.float32), ValueError, "uint8"),
+        (np.zeros((48, 64), bool), ValueError, "uint8"),
+    ],
+)
+def test_bad_frames_raise_clear_errors(rec, frame, error, match_):
+    with pytest.raises(error, match=match_):
+        detect(rec, frame)
+
+
+def test_bad_options_raise(rec):
+    f = _paper(64, 64)
+    with pytest.raises(ValueError, match="min_score"):
+        detect(rec, f, min_score=2)
+    with pytest.raises(ValueError, match="min_height"):
+        detect(rec, f, min_height=0)
+    with pytest.raises(ValueError, match="max_gap"):
+        read_numbers(rec, f, max_gap=-1)
+
+
+# --------------------------------------------------------------------------- speed and structure
+
+
+def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch):
+    calls = []
+    real = rec.classify_batch
+
+    def spy(crops):
+        calls.append(np.asarray(crops).shape)
+        return real(crops)
+
+    monkeypatch.setattr(rec, "classify_batch", spy)
+    t: dict[str, float] = {}
+    dets = detect(rec, scenes[3].frame, timings=t)
+    assert len(calls) == 1 and calls[0][1:] == (28, 28) and calls[0][0] >= len(dets) > 0
+    assert set(t) == {"segment", "prepare", "infer"} and all(v >= 0 for v in t.values())
+    calls.clear()
+    assert detect(rec, _paper()) == [] and calls == []  # nothing found: no invoke at all
+
+
+def test_recognizer_methods_delegate_here(rec, scenes):
+    f = scenes[4].frame
+    assert rec.detect(f) == detect(rec, f)
+    assert [n.value for n in rec.read_numbers(f)] == [n.value for n in read_numbers(rec, f)]
+
+
+def test_fast_layout_matches_the_numpy_reference():
+    rng = np.random.default_rng(3)
+    diffs = []
+    for _ in range(30):
+        h, w = int(rng.integers(18, 120)), int(rng.integers(6, 90))
+        ink = np.zeros((h, w), np.float32)
+        for _ in range(3):  # a few thick strokes
+            p = rng.integers(0, [w, h], (2, 2))
+            cv2.line(ink, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 1.0, int(rng.integers(1, 8)))
+        a, b = _mnist_layout(ink).astype(int), normalize_ink(ink).astype(int)
+        diffs.append(np.abs(a - b).mean())
+    # The same layout (to rounding); only a stroke right at the thickening threshold may
+    # be thickened by one and not the other.
+    assert np.median(diffs) < 1 and sum(d > 3 for d in diffs) <= 3, diffs
+
+
+def test_import_does_not_load_opencv():
+    code = "import sys, edge_infer.vision, edge_infer.camera; print('cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
