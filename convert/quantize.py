@@ -236,10 +236,11 @@ def inspect_model(model: bytes | str | os.PathLike[str]) -> ModelCheck:
         ins = [i for i in op["inputs"] if i >= 0]
         outs = [i for i in op["outputs"] if i >= 0]
         ops.append(OpInfo(op["index"], name, tuple(dname(i) for i in ins), tuple(dname(i) for i in outs)))
-        if name in ("DEQUANTIZE", "QUANTIZE") and any(dname(i) in _FLOAT_TYPES for i in ins + outs):
-            problems.append(f"op {op['index']} {name} converts between float and integer")
-        elif any(dname(i) in _FLOAT_TYPES for i in ins + outs):
-            problems.append(f"op {op['index']} {name} computes in float")
+        floats = sorted({dname(i) for i in ins + outs} & _FLOAT_TYPES)
+        if floats and name in ("DEQUANTIZE", "QUANTIZE"):
+            problems.append(f"op {op['index']} {name} converts between {floats[0]} and integer")
+        elif floats:
+            problems.append(f"op {op['index']} {name} computes in {floats[0]}")
     for i, t in tensors.items():
         dt = dname(i)
         sig = t.get("shape_signature", t["shape"])
@@ -282,5 +283,9 @@ def verify_fully_integer(model: bytes | str | os.PathLike[str]) -> ModelCheck:
     if check.problems:
         shown = "; ".join(check.problems[:3])
         more = f" (and {len(check.problems) - 3} more)" if len(check.problems) > 3 else ""
-        raise NotFullyIntegerError(f"model is not fully integer: {shown}{more}", list(check.problems))
+        raise NotFullyIntegerError(
+            f"model is not fully integer: {shown}{more}; quantise it with a representative dataset "
+            "and TFLITE_BUILTINS_INT8 (python -m convert quantize)",
+            list(check.problems),
+        )
     return check
