@@ -1,0 +1,63 @@
+"""`edge-infer bench --quick` runs end to end and writes every section (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = {"classify", "batch", "models", "detect", "startup"}
+TARGETS = {"classify", "batch12_vs_raw", "batch12_vs_classify", "detect", "startup", "startup_rss"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "bench", "--quick", "--json", str(out / "bench.json"),
+         "--plot", str(out / "bench.png")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    return r, out
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_section(quick_run):
+    r, out = quick_run
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((out / "bench.json").read_text())
+    assert set(result["sections"]) == SECTIONS
+    for name, sec in result["sections"].items():
+        assert sec.get("rows") or sec.get("skipped"), name
+        for row in sec.get("rows", []):
+            assert row["value"] >= 0 and row["unit"], (name, row)
+            if "baseline_key" in row:
+                assert row["ratio"] > 0 and row["q1"] <= row["ratio"] <= row["q3"], (name, row)
+    batch = {row["key"] for row in result["sections"]["batch"]["rows"]}
+    assert {f"raw@{n}" for n in (1, 4, 12, 32)} | {f"batch@{n}" for n in (1, 4, 12, 32)} <= batch
+    assert {t["target"] for t in result["targets"]} == TARGETS
+    assert result["meta"]["quick"] is True and result["meta"]["backend"]
+    assert (out / "bench.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_bench_prints_the_tables(quick_run):
+    r, _ = quick_run
+    assert "== classify" in r.stdout and "== targets" in r.stdout
+    assert "[bench]" in r.stdout  # progress for people
+
+
+def test_bench_imports_nothing_heavy():
+    code = "import edge_infer.bench, sys; print(sorted(m for m in ('cv2', 'tensorflow', 'ai_edge_litert') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_section_is_a_usage_error():
+    r = subprocess.run([sys.executable, "-m", "edge_infer", "bench", "--only", "nonsense"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "unknown section" in r.stderr
