@@ -501,6 +501,8 @@ def run(args: argparse.Namespace) -> int:
             if camera is not None:
                 camera.close()
             raise
+        if not getattr(args, "verbose", 0):  # a queue under load is normal: say so only with -v
+            logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: server.stop())
         log.info("model %s on %s (%s), %d worker(s)", rec.model.path.name, rec.model.delegate, rec.model.backend, workers)
