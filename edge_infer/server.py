@@ -5,7 +5,7 @@ A Flask app (:func:`create_app`) served by waitress, never Flask's debug server:
 - ``POST /v1/classify``: one digit, as a PNG/JPEG body (``Content-Type: image/*``) or
   JSON ``{"image": [[...]]}``; answers ``{"digit", "score", "top_k"}``.
 - ``POST /v1/detect``: a frame (PNG/JPEG); answers the digits' boxes and the numbers read.
-- ``GET /healthz``, ``GET /v1/model``; with a camera also ``GET /stream.mjpg`` and
+- ``GET /healthz`` (runs the model once: 200, or 503 when it does not answer), ``GET /v1/model``; with a camera also ``GET /stream.mjpg`` and
   ``GET /v1/stream``; ``GET /`` is a small page (upload form, live stream with a camera).
 
 Client mistakes get a JSON 4xx and are logged at INFO at most; only real faults are
@@ -293,8 +293,15 @@ def create_app(
                        detections=[_detection_json(d) for d in detections],
                        numbers=[_number_json(n) for n in numbers])
 
+    probe = np.zeros((28, 28), np.uint8)
+
     @app.get("/healthz")
     def healthz() -> Any:
+        try:  # an interpreter that answers, not just a process that listens
+            recognizer.classify(probe)
+        except Exception as e:
+            log.warning("health check failed: %s", e)
+            return error(503, "the model does not answer; see the server's log")
         return jsonify(status="ok")
 
     @app.get("/v1/model")

@@ -253,8 +253,10 @@ def test_internal_error_is_500_json_without_traceback_and_logged(digits, caplog)
     broken.close()  # every invoke now raises EdgeInferError: a fault of the server, not the client
     with serve(create_app(broken)) as srv, caplog.at_level(logging.INFO):
         r = post(requests, srv.url, "/v1/classify", png(paper_digit(digits[0][0])), "image/png")
+        health = requests.get(srv.url + "/healthz", timeout=30)
     assert r.status_code == 500 and r.json() == {"error": "internal error; see the server's log", "status": 500}
     assert "Traceback" not in r.text
+    assert health.status_code == 503 and health.json()["status"] == 503
     errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert errors and errors[0].exc_info is not None and "closed" in str(errors[0].exc_info[1])
 
