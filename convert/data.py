@@ -89,9 +89,7 @@ def _check(name: str, x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.nda
     return x, y
 
 
-def _split(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, source: str
-) -> MnistData:
+def _split(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, source: str) -> MnistData:
     xt, yt = _check("train", x_train, y_train, source)
     xs, ys = _check("test", x_test, y_test, source)
     if len(xt) <= N_VAL:

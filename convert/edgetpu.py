@@ -29,8 +29,8 @@ import numpy as np
 from convert.errors import CompilationError, CompilerNotFoundError, ConvertError
 
 __all__ = [
-    "CompileResult",
     "EDGETPU_OPS",
+    "CompileResult",
     "PrecheckResult",
     "compile_model",
     "find_compiler",
@@ -115,7 +115,7 @@ def precheck(model: bytes | str | os.PathLike[str]) -> PrecheckResult:
 
     interp = _interpreter(model)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # noqa: SLF001
+    ops = interp._get_ops_details()
     problems: list[tuple[int | None, str]] = []
     first_bad: int | None = None
     for op in ops:
@@ -131,8 +131,17 @@ def precheck(model: bytes | str | os.PathLike[str]) -> PrecheckResult:
                 continue
             dt = np.dtype(t["dtype"]).name
             is_bias = name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and pos == 2
-            is_shape = name in ("RESHAPE", "MEAN", "SUM", "PAD", "TRANSPOSE", "SQUEEZE",
-                                "EXPAND_DIMS", "REDUCE_MAX", "REDUCE_MIN") and 1 <= pos < len(ins)
+            is_shape = name in (
+                "RESHAPE",
+                "MEAN",
+                "SUM",
+                "PAD",
+                "TRANSPOSE",
+                "SQUEEZE",
+                "EXPAND_DIMS",
+                "REDUCE_MAX",
+                "REDUCE_MIN",
+            ) and 1 <= pos < len(ins)
             if dt not in ("int8", "uint8") and not ((is_bias or is_shape) and dt == "int32"):
                 bad.append(f"tensor {t['name']!r} is {dt} (the Edge TPU needs int8/uint8)")
             sig = t.get("shape_signature", t["shape"])

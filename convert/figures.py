@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ["confusion_png", "digit_grid_png"]
 
 
-def _font(size: int):  # noqa: ANN202 - a PIL font object
+def _font(size: int):
     from PIL import ImageFont
 
     try:
@@ -19,7 +19,7 @@ def _font(size: int):  # noqa: ANN202 - a PIL font object
         return ImageFont.load_default()
 
 
-def _png(img) -> bytes:  # noqa: ANN001
+def _png(img) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

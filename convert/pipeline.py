@@ -82,11 +82,18 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
     say(f"training on {n} images ({len(data.x_val)} held out for validation), {cfg.epochs} epoch(s), seed {cfg.seed}")
     model, history = train(data, cfg)
     save_keras(model, out / "digits.keras")
-    write_json(out / "train.json", {
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-        "batch_size": effective_batch_size(cfg, n), "train_images": n, "val_images": len(data.x_val), "macs_per_digit": count_macs(model),
-        "params": int(model.count_params()), "history": history,
-    })
+    write_json(
+        out / "train.json",
+        {
+            "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+            "batch_size": effective_batch_size(cfg, n),
+            "train_images": n,
+            "val_images": len(data.x_val),
+            "macs_per_digit": count_macs(model),
+            "params": int(model.count_params()),
+            "history": history,
+        },
+    )
     say(f"wrote {out / 'digits.keras'} ({count_macs(model):,} MACs per digit, {model.count_params():,} parameters)")
     if saved_model is not None:
         step_saved_model(model, saved_model)
@@ -122,8 +129,14 @@ def _macs(model: Any) -> int:
 
 
 def write_manifest(
-    model_path: Path, check: Any, *, accuracy: dict[str, Any] | None, macs: int | None, seed: int | None,
-    command: str | None = None, extra: dict[str, Any] | None = None,
+    model_path: Path,
+    check: Any,
+    *,
+    accuracy: dict[str, Any] | None,
+    macs: int | None,
+    seed: int | None,
+    command: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<stem>.json`` beside the model: what edge_infer reads (sha256, labels, I/O)."""
     import tensorflow as tf
@@ -135,10 +148,20 @@ def write_manifest(
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
         "labels": [str(i) for i in range(10)],
-        "input": {"shape": list(check.input_shape), "dtype": check.input_dtype, "scale": check.input_scale,
-                  "zero_point": check.input_zero_point, "convention": CONVENTION},
-        "output": {"shape": list(check.output_shape), "dtype": check.output_dtype, "kind": "softmax",
-                   "scale": check.output_scale, "zero_point": check.output_zero_point},
+        "input": {
+            "shape": list(check.input_shape),
+            "dtype": check.input_dtype,
+            "scale": check.input_scale,
+            "zero_point": check.input_zero_point,
+            "convention": CONVENTION,
+        },
+        "output": {
+            "shape": list(check.output_shape),
+            "dtype": check.output_dtype,
+            "kind": "softmax",
+            "scale": check.output_scale,
+            "zero_point": check.output_zero_point,
+        },
         "accuracy": accuracy,
         "macs_per_digit": macs,
         "ops": check.op_names,
@@ -151,8 +174,9 @@ def write_manifest(
     return write_json(model_path.with_suffix(".json"), manifest)
 
 
-def step_edgetpu(model_path: Path, out_dir: Path, *, compiler: str | None, min_runtime_version: int | None,
-                 required: bool) -> dict[str, Any]:
+def step_edgetpu(
+    model_path: Path, out_dir: Path, *, compiler: str | None, min_runtime_version: int | None, required: bool
+) -> dict[str, Any]:
     """Pre-check, then compile when a compiler exists. Writes ``edgetpu.json`` in ``out_dir``."""
     from convert.edgetpu import compile_model, precheck
 
@@ -191,8 +215,17 @@ def step_baseline(data: MnistData, out: Path, *, epochs: int, limit: int | None,
     return model
 
 
-def step_evaluate(data: MnistData, out: Path, *, report_dir: Path, baseline_epochs: int, limit: int | None,
-                  seed: int, calibration: int, num_threads: int = 1) -> dict[str, Any]:
+def step_evaluate(
+    data: MnistData,
+    out: Path,
+    *,
+    report_dir: Path,
+    baseline_epochs: int,
+    limit: int | None,
+    seed: int,
+    calibration: int,
+    num_threads: int = 1,
+) -> dict[str, Any]:
     from convert.figures import digit_grid_png
     from convert.quantize import verify_fully_integer
     from convert.report import evaluate, write_report
@@ -204,41 +237,87 @@ def step_evaluate(data: MnistData, out: Path, *, report_dir: Path, baseline_epoc
     if not (out / "baseline_int8.tflite").is_file():
         step_baseline(data, out, epochs=baseline_epochs, limit=limit, seed=seed, calibration=calibration)
     say("evaluating on the 10,000 MNIST test digits and timing every model in one run")
-    ev = evaluate(data, keras_model=model, float_tflite=out / "digits_float.tflite", int8_tflite=int8,
-                  baseline_int8=out / "baseline_int8.tflite", num_threads=num_threads)
+    ev = evaluate(
+        data,
+        keras_model=model,
+        float_tflite=out / "digits_float.tflite",
+        int8_tflite=int8,
+        baseline_int8=out / "baseline_int8.tflite",
+        num_threads=num_threads,
+    )
     train_info = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
     edgetpu = json.loads((out / "edgetpu.json").read_text()) if (out / "edgetpu.json").is_file() else {}
-    prev = (json.loads((out / "digits_int8.json").read_text()) if (out / "digits_int8.json").is_file() else {})
+    prev = json.loads((out / "digits_int8.json").read_text()) if (out / "digits_int8.json").is_file() else {}
     cfg = train_info.get("config", {})
     hist = train_info.get("history", {})
     sample = data.x_train[:10]
     aug = augmentation_preview(sample, seed=seed, copies=2)
     aug_png = digit_grid_png(np.concatenate([sample, aug]), [""] * 30, cols=10, scale=2)
     context = {
-        "command": prev.get("command") or command_line(), "seed": cfg.get("seed", seed),
-        "tensorflow": prev.get("tensorflow"), "created": prev.get("created"),
-        "macs": count_macs(model), "baseline_macs": count_macs(build_baseline()), "ops": check.op_names,
-        "check": {k: getattr(check, k) for k in ("input_shape", "input_dtype", "input_scale", "input_zero_point",
-                                                  "output_shape", "output_dtype", "output_scale", "output_zero_point")},
-        "edgetpu": edgetpu, "targets": TARGETS, "num_threads": num_threads, "latency_rounds": 7,
-        "baseline_epochs": baseline_epochs, "calibration": prev.get("calibration", calibration),
+        "command": prev.get("command") or command_line(),
+        "seed": cfg.get("seed", seed),
+        "tensorflow": prev.get("tensorflow"),
+        "created": prev.get("created"),
+        "macs": count_macs(model),
+        "baseline_macs": count_macs(build_baseline()),
+        "ops": check.op_names,
+        "check": {
+            k: getattr(check, k)
+            for k in (
+                "input_shape",
+                "input_dtype",
+                "input_scale",
+                "input_zero_point",
+                "output_shape",
+                "output_dtype",
+                "output_scale",
+                "output_zero_point",
+            )
+        },
+        "edgetpu": edgetpu,
+        "targets": TARGETS,
+        "num_threads": num_threads,
+        "latency_rounds": 7,
+        "baseline_epochs": baseline_epochs,
+        "calibration": prev.get("calibration", calibration),
         "data_source": data.source,
-        "train": {"epochs": cfg.get("epochs"), "batch_size": train_info.get("batch_size"), "seed": cfg.get("seed"),
-                  "train_images": train_info.get("train_images"), "val_images": train_info.get("val_images"),
-                  "final_val_acc": (hist.get("val_acc") or [None])[-1], "params": train_info.get("params")},
+        "train": {
+            "epochs": cfg.get("epochs"),
+            "batch_size": train_info.get("batch_size"),
+            "seed": cfg.get("seed"),
+            "train_images": train_info.get("train_images"),
+            "val_images": train_info.get("val_images"),
+            "final_val_acc": (hist.get("val_acc") or [None])[-1],
+            "params": train_info.get("params"),
+        },
         "augmentation_png": aug_png,
     }
     write_report(report_dir, ev, data, context)
-    acc = {"dataset": "MNIST test (10,000)", "float": ev.accuracy("float_keras"),
-           "float_tflite": ev.accuracy("float_tflite"), "int8": ev.accuracy("int8_edge_infer")}
-    write_manifest(int8, check, accuracy=acc, macs=count_macs(model), seed=cfg.get("seed", seed),
-                   command=prev.get("command"), extra={"calibration": context["calibration"]})
+    acc = {
+        "dataset": "MNIST test (10,000)",
+        "float": ev.accuracy("float_keras"),
+        "float_tflite": ev.accuracy("float_tflite"),
+        "int8": ev.accuracy("int8_edge_infer"),
+    }
+    write_manifest(
+        int8,
+        check,
+        accuracy=acc,
+        macs=count_macs(model),
+        seed=cfg.get("seed", seed),
+        command=prev.get("command"),
+        extra={"calibration": context["calibration"]},
+    )
     lat = ev.latency_us
-    say(f"accuracy: float Keras {acc['float']:.4f}, float TFLite {acc['float_tflite']:.4f}, "
-        f"int8 via edge_infer {acc['int8']:.4f}")
+    say(
+        f"accuracy: float Keras {acc['float']:.4f}, float TFLite {acc['float_tflite']:.4f}, "
+        f"int8 via edge_infer {acc['int8']:.4f}"
+    )
     if "baseline_int8" in lat:
-        say(f"int8 latency {lat['int8_tflite']:.1f} us vs baseline int8 {lat['baseline_int8']:.1f} us per digit "
-            f"({lat['int8_tflite'] / lat['baseline_int8']:.2f}x)")
+        say(
+            f"int8 latency {lat['int8_tflite']:.1f} us vs baseline int8 {lat['baseline_int8']:.1f} us per digit "
+            f"({lat['int8_tflite'] / lat['baseline_int8']:.2f}x)"
+        )
     say(f"wrote {report_dir / 'report.md'}")
     return {"accuracy": acc, "latency_us": lat, "sizes": ev.sizes}
 

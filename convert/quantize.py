@@ -211,11 +211,9 @@ def inspect_model(model: bytes | str | os.PathLike[str]) -> ModelCheck:
     """
     interp = _interpreter(model)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    ops_raw = interp._get_ops_details()  # noqa: SLF001 - the only op listing LiteRT offers
+    ops_raw = interp._get_ops_details()
     problems: list[str] = []
-    io_indices = {d["index"] for d in interp.get_input_details()} | {
-        d["index"] for d in interp.get_output_details()
-    }
+    io_indices = {d["index"] for d in interp.get_input_details()} | {d["index"] for d in interp.get_output_details()}
 
     def dname(i: int) -> str:
         return np.dtype(tensors[i]["dtype"]).name if i in tensors else "?"
@@ -228,8 +226,6 @@ def inspect_model(model: bytes | str | os.PathLike[str]) -> ModelCheck:
             int32_ok.add(ins[2] if name != "TRANSPOSE_CONV" else ins[-1])
         if name in _SHAPE_CONSUMERS and len(ins) >= 2:
             int32_ok.update(ins[1:])
-        if name == "RESHAPE" and len(ins) >= 2:
-            pass
     ops: list[OpInfo] = []
     for op in ops_raw:
         name = op["op_name"]

@@ -255,7 +255,7 @@ def write_report(
         "accuracy": acc,
         "per_class_accuracy": {k: ev.per_class(k) for k in ev.predictions},
         "confusion_int8": ev.confusion(main).tolist(),
-        "misclassified_int8": int(len(wrong)),
+        "misclassified_int8": len(wrong),
         "latency_us_per_digit": lat,
         "latency_ratio_vs_int8": ratios,
         "sizes_bytes": ev.sizes,
@@ -264,10 +264,16 @@ def write_report(
     }
 
     with atomic_dir(directory) as tmp:
-        save(tmp / "confusion_int8.png", confusion_png(ev.confusion(main), title="int8 model via edge_infer, MNIST test (10,000)"))
+        save(
+            tmp / "confusion_int8.png",
+            confusion_png(ev.confusion(main), title="int8 model via edge_infer, MNIST test (10,000)"),
+        )
         shown = wrong[:40]
         caps = [f"{ev.y_true[i]}->{ev.predictions[main][i]}" for i in shown]
-        save(tmp / "misclassified_int8.png", digit_grid_png(data.x_test[shown], caps, title="misclassified (true->predicted)"))
+        save(
+            tmp / "misclassified_int8.png",
+            digit_grid_png(data.x_test[shown], caps, title="misclassified (true->predicted)"),
+        )
         if context.get("augmentation_png"):
             save(tmp / "augmentation.png", context["augmentation_png"])
         result.pop("augmentation_png", None)
@@ -281,72 +287,128 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
     yes = {True: "yes", False: "**NO**"}
     L: list[str] = ["# Conversion report: digits_int8", ""]
     if ctx.get("command"):
-        L += [f"Produced by `{ctx['command']}` (seed {ctx.get('seed')}, TensorFlow {ctx.get('tensorflow')}, "
-              f"{ctx.get('created', '')}).", ""]
-    L += ["## Summary", "", "| model | MNIST test accuracy | file size | MACs / digit | latency / digit | vs int8 |",
-          "|---|---|---|---|---|---|"]
-    size_of = {"float_tflite": sizes.get("float_tflite"), "int8_edge_infer": sizes.get("int8_tflite"),
-               "int8_tflite": sizes.get("int8_tflite"), "baseline_int8": sizes.get("baseline_int8")}
+        L += [
+            f"Produced by `{ctx['command']}` (seed {ctx.get('seed')}, TensorFlow {ctx.get('tensorflow')}, "
+            f"{ctx.get('created', '')}).",
+            "",
+        ]
+    L += [
+        "## Summary",
+        "",
+        "| model | MNIST test accuracy | file size | MACs / digit | latency / digit | vs int8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    size_of = {
+        "float_tflite": sizes.get("float_tflite"),
+        "int8_edge_infer": sizes.get("int8_tflite"),
+        "int8_tflite": sizes.get("int8_tflite"),
+        "baseline_int8": sizes.get("baseline_int8"),
+    }
     for k in ("float_keras", "float_tflite", "int8_edge_infer", "int8_tflite", "baseline_int8"):
         if k not in acc and k not in lat:
             continue
         a = acc.get(k, acc.get("int8_edge_infer") if k == "int8_tflite" else None)
         mac = ctx.get("baseline_macs") if k == "baseline_int8" else ctx.get("macs")
         sz = size_of.get(k)
-        L.append(f"| {_LABELS[k]} | {_pct(a)} | {f'{sz:,} B' if sz else '-'} | {f'{mac:,}' if mac else '-'} | "
-                 f"{f'{lat[k]:.1f} µs' if k in lat else '-'} | {f'{ratio[k]:.2f}x' if ratio.get(k) else '-'} |")
-    L += ["", f"Latency: batch of 1, median of {ctx.get('latency_rounds', 7)} interleaved rounds in one process, "
-          f"{ctx.get('num_threads', 1)} interpreter thread(s), LiteRT with XNNPACK; absolute times depend on the "
-          "machine and its load, the ratios are what carries over. `int8 TFLite (LiteRT invoke)` and the baseline "
-          "are timed the same way (set input, invoke, read output); `via edge_infer` adds `Model.run`'s float "
-          "quantisation and checks. Float Keras is a `tf.function` call.", ""]
+        L.append(
+            f"| {_LABELS[k]} | {_pct(a)} | {f'{sz:,} B' if sz else '-'} | {f'{mac:,}' if mac else '-'} | "
+            f"{f'{lat[k]:.1f} µs' if k in lat else '-'} | {f'{ratio[k]:.2f}x' if ratio.get(k) else '-'} |"
+        )
+    L += [
+        "",
+        f"Latency: batch of 1, median of {ctx.get('latency_rounds', 7)} interleaved rounds in one process, "
+        f"{ctx.get('num_threads', 1)} interpreter thread(s), LiteRT with XNNPACK; absolute times depend on the "
+        "machine and its load, the ratios are what carries over. `int8 TFLite (LiteRT invoke)` and the baseline "
+        "are timed the same way (set input, invoke, read output); `via edge_infer` adds `Model.run`'s float "
+        "quantisation and checks. Float Keras is a `tf.function` call.",
+        "",
+    ]
     if "baseline_int8" in acc:
-        L += [f"The baseline (Conv16-Pool-Conv32-Pool-Dense64-Dense10) is trained only "
-              f"{ctx.get('baseline_epochs', 1)} epoch(s) without augmentation: it is here for its speed and size, "
-              "its accuracy is not a fair comparison.", ""]
+        L += [
+            f"The baseline (Conv16-Pool-Conv32-Pool-Dense64-Dense10) is trained only "
+            f"{ctx.get('baseline_epochs', 1)} epoch(s) without augmentation: it is here for its speed and size, "
+            "its accuracy is not a fair comparison.",
+            "",
+        ]
     L += ["### Targets", "", "| target | met |", "|---|---|"]
-    names = {"int8_accuracy": "int8 accuracy >= 99.4%", "float_minus_int8_pp": "int8 at most 0.1 pp below float "
-             f"(actual {100 * (acc['float_keras'] - acc['int8_edge_infer']):+.2f} pp)".replace("+", ""),
-             "size_bytes": "file <= 100 KB", "faster_than_baseline": "int8 invoke no slower than baseline int8",
-             "fewer_macs_than_baseline": "fewer MACs than the baseline", "batch_resize_consistent":
-             "batch-resized invoke == one-by-one invoke"}
+    names = {
+        "int8_accuracy": "int8 accuracy >= 99.4%",
+        "float_minus_int8_pp": "int8 at most 0.1 pp below float "
+        f"(actual {100 * (acc['float_keras'] - acc['int8_edge_infer']):+.2f} pp)".replace("+", ""),
+        "size_bytes": "file <= 100 KB",
+        "faster_than_baseline": "int8 invoke no slower than baseline int8",
+        "fewer_macs_than_baseline": "fewer MACs than the baseline",
+        "batch_resize_consistent": "batch-resized invoke == one-by-one invoke",
+    }
     L += [f"| {names[k]} | {yes[bool(v)]} |" for k, v in r["targets_met"].items()]
-    L += ["", "## Per-class accuracy", "", "| digit | " + " | ".join(_LABELS[k] for k in ev.predictions) + " |",
-          "|---|" + "---|" * len(ev.predictions)]
+    L += [
+        "",
+        "## Per-class accuracy",
+        "",
+        "| digit | " + " | ".join(_LABELS[k] for k in ev.predictions) + " |",
+        "|---|" + "---|" * len(ev.predictions),
+    ]
     for c in range(10):
         L.append(f"| {c} | " + " | ".join(_pct(r["per_class_accuracy"][k][c]) for k in ev.predictions) + " |")
-    L += ["", "## Confusion matrix (int8 via edge_infer)", "", "![confusion matrix](confusion_int8.png)", "",
-          f"## Misclassified digits ({r['misclassified_int8']} of {len(ev.y_true)}; first 40)", "",
-          "![misclassified](misclassified_int8.png)", ""]
+    L += [
+        "",
+        "## Confusion matrix (int8 via edge_infer)",
+        "",
+        "![confusion matrix](confusion_int8.png)",
+        "",
+        f"## Misclassified digits ({r['misclassified_int8']} of {len(ev.y_true)}; first 40)",
+        "",
+        "![misclassified](misclassified_int8.png)",
+        "",
+    ]
     chk = ctx.get("check", {})
-    L += ["## The int8 model", "",
-          f"- input `{chk.get('input_shape')}` {chk.get('input_dtype')}, scale {chk.get('input_scale')}, "
-          f"zero point {chk.get('input_zero_point')} (float [0, 1] in)",
-          f"- output `{chk.get('output_shape')}` {chk.get('output_dtype')} softmax, scale {chk.get('output_scale')}, "
-          f"zero point {chk.get('output_zero_point')}",
-          "- verifier: fully integer (every tensor int8, int32 only for biases and shape constants, no float op, "
-          "static shapes)",
-          f"- ops ({len(ctx.get('ops', []))}): " + ", ".join(f"`{o}`" for o in ctx.get("ops", [])),
-          f"- batch-resizable: {yes[bool(ev.batch_consistent)]}", ""]
+    L += [
+        "## The int8 model",
+        "",
+        f"- input `{chk.get('input_shape')}` {chk.get('input_dtype')}, scale {chk.get('input_scale')}, "
+        f"zero point {chk.get('input_zero_point')} (float [0, 1] in)",
+        f"- output `{chk.get('output_shape')}` {chk.get('output_dtype')} softmax, scale {chk.get('output_scale')}, "
+        f"zero point {chk.get('output_zero_point')}",
+        "- verifier: fully integer (every tensor int8, int32 only for biases and shape constants, no float op, "
+        "static shapes)",
+        f"- ops ({len(ctx.get('ops', []))}): " + ", ".join(f"`{o}`" for o in ctx.get("ops", [])),
+        f"- batch-resizable: {yes[bool(ev.batch_consistent)]}",
+        "",
+    ]
     et = ctx.get("edgetpu", {})
     L += ["## Edge TPU", ""] + [f"    {line}" for line in et.get("precheck", [])] + [""]
     comp = et.get("compiled")
     if comp:
-        L += [f"Compiled with edgetpu_compiler {comp.get('compiler_version')}: {comp.get('ops_on_tpu')} of "
-              f"{comp.get('total_ops')} ops on the Edge TPU, {comp.get('subgraphs')} subgraph(s), on-chip "
-              f"{comp.get('on_chip_memory')}, off-chip {comp.get('off_chip_memory')}.", "",
-              "| op | count | status |", "|---|---|---|"]
+        L += [
+            f"Compiled with edgetpu_compiler {comp.get('compiler_version')}: {comp.get('ops_on_tpu')} of "
+            f"{comp.get('total_ops')} ops on the Edge TPU, {comp.get('subgraphs')} subgraph(s), on-chip "
+            f"{comp.get('on_chip_memory')}, off-chip {comp.get('off_chip_memory')}.",
+            "",
+            "| op | count | status |",
+            "|---|---|---|",
+        ]
         L += [f"| {o['op']} | {o['count']} | {o['status']} |" for o in comp.get("operators", [])]
         L.append("")
     elif et.get("note"):
         L += [et["note"], ""]
     tr = ctx.get("train", {})
     if tr:
-        L += ["## Training", "", f"- {tr.get('epochs')} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
-              f"{tr.get('train_images')} training images, {tr.get('val_images')} held out for validation; the test set "
-              "is used only here.", f"- final validation accuracy (float): {_pct(tr.get('final_val_acc'))}",
-              f"- calibration: {ctx.get('calibration')} training images", f"- data: {ctx.get('data_source')}", ""]
+        L += [
+            "## Training",
+            "",
+            f"- {tr.get('epochs')} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
+            f"{tr.get('train_images')} training images, {tr.get('val_images')} held out for validation; the test set "
+            "is used only here.",
+            f"- final validation accuracy (float): {_pct(tr.get('final_val_acc'))}",
+            f"- calibration: {ctx.get('calibration')} training images",
+            f"- data: {ctx.get('data_source')}",
+            "",
+        ]
         if has_aug:
-            L += ["Camera-crop augmentation (top: MNIST, bottom: what training saw):", "",
-                  "![augmentation](augmentation.png)", ""]
+            L += [
+                "Camera-crop augmentation (top: MNIST, bottom: what training saw):",
+                "",
+                "![augmentation](augmentation.png)",
+                "",
+            ]
     return "\n".join(L) + "\n"

@@ -95,7 +95,7 @@ def build_model(width: float = 1.0, *, name: str = "digits") -> Any:
     from keras import layers
 
     def ch(c: int) -> int:
-        return max(8, int(round(c * width / 8)) * 8)
+        return max(8, round(c * width / 8) * 8)
 
     def bn(x: Any) -> Any:
         # momentum 0.9: the running statistics settle within ~50 steps, so short runs evaluate sanely
@@ -321,8 +321,15 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
             loss=keras.losses.SparseCategoricalCrossentropy(),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
         )
-    log.info("training %s on %d images, %d epoch(s) of %d steps, batch %d, %s", model.name, len(x_train),
-             cfg.epochs, steps, batch, type(strategy).__name__)
+    log.info(
+        "training %s on %d images, %d epoch(s) of %d steps, batch %d, %s",
+        model.name,
+        len(x_train),
+        cfg.epochs,
+        steps,
+        batch,
+        type(strategy).__name__,
+    )
     hist = model.fit(
         _dataset(x_train, y_train, cfg, batch, training=True),
         validation_data=_dataset(data.x_val, data.y_val, cfg, 500, training=False),

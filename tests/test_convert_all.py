@@ -16,17 +16,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _convert(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "CONVERT_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and not (Path(p) / "edgetpu_compiler").exists())
-    return subprocess.run([sys.executable, "-m", "convert", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "edgetpu_compiler").exists()
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "convert", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("convert_all")
-    r = _convert("all", "--out", str(out / "run"), "--epochs", "1", "--limit", "5000",
-                 "--saved-model", str(out / "saved_model"))
+    r = _convert(
+        "all", "--out", str(out / "run"), "--epochs", "1", "--limit", "5000", "--saved-model", str(out / "saved_model")
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out / "run", out, r
 
@@ -35,11 +38,20 @@ def run(tmp_path_factory):
 def test_all_writes_every_artifact(run):
     out, parent, r = run
     names = {p.name for p in out.iterdir()}
-    assert {"digits.keras", "train.json", "digits_float.tflite", "digits_int8.tflite", "digits_int8.json",
-            "baseline_int8.tflite", "edgetpu.json", "report"} <= names
+    assert {
+        "digits.keras",
+        "train.json",
+        "digits_float.tflite",
+        "digits_int8.tflite",
+        "digits_int8.json",
+        "baseline_int8.tflite",
+        "edgetpu.json",
+        "report",
+    } <= names
     assert not [n for n in names if n.startswith(".tmp-")]
     assert {"report.md", "report.json", "confusion_int8.png", "misclassified_int8.png"} <= {
-        p.name for p in (out / "report").iterdir()}
+        p.name for p in (out / "report").iterdir()
+    }
     assert (parent / "saved_model" / "saved_model.pb").is_file()
     assert "[convert] training on 5000 images" in r.stdout and "[convert] wrote" in r.stdout
     assert "skipping Edge TPU compilation: edgetpu_compiler not found" in r.stdout  # no compiler: not an error

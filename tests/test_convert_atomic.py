@@ -56,10 +56,9 @@ def test_killed_writer_keeps_the_previous_version(tmp_path):
 
 def test_failure_inside_block_removes_temp(tmp_path):
     target = tmp_path / "x.json"
-    with pytest.raises(RuntimeError):
-        with atomic_open(target, "w") as f:
-            f.write("{")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as f:
+        f.write("{")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -68,13 +67,11 @@ def test_write_json_and_dir(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text()) == {"k": [1, 2]}
     with atomic_dir(tmp_path / "report") as d:
         (d / "report.md").write_text("v1")
-    with pytest.raises(ValueError):
-        with atomic_dir(tmp_path / "report") as d:
-            (d / "report.md").write_text("half")
-            raise ValueError("interrupted")
+    with pytest.raises(ValueError), atomic_dir(tmp_path / "report") as d:
+        (d / "report.md").write_text("half")
+        raise ValueError("interrupted")
     assert (tmp_path / "report" / "report.md").read_text() == "v1"
     with atomic_dir(tmp_path / "report") as d:
         (d / "report.md").write_text("v2")
     assert (tmp_path / "report" / "report.md").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "report"]
-

