@@ -170,7 +170,10 @@ def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
     dev = np.bincount(np.abs(np.arange(256) - med), weights=hist, minlength=256)
     mad = int(np.searchsorted(np.cumsum(dev), cdf[-1] / 2))
     lo = int(max(255 * min_contrast, med + 7.0 * 1.4826 * mad + 6))
-    hi = int(min(max(2 * lo, 255 * 0.3), 200))
+    # Strong ink: twice the low threshold (at least 30%), but in a dim frame (faint chalk,
+    # pencil) no more than 70% of the frame's strongest ink.
+    peak = int(np.searchsorted(cdf, 0.997 * cdf[-1]))
+    hi = int(min(max(2 * lo, 255 * 0.3), 200, max(lo + 8, 0.7 * peak)))
     return lo, hi
 
 
@@ -470,7 +473,7 @@ def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> li
 def _is_text(boxes: list[tuple[int, int, int, int]], digit_like: list[bool]) -> bool:
     """A run of marks is a word, not a number, when it is mostly not digits or has
     lower-case letters: several marks well under the tallest one's height."""
-    if sum(digit_like) < 0.75 * len(boxes):
+    if sum(digit_like) < 0.5 * len(boxes):
         return True
     tallest = max(b[3] for b in boxes)
     base = float(np.median([b[1] + b[3] for b in boxes]))
@@ -576,7 +579,7 @@ def detect(
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
     ok = [p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)] + [False] * len(marks)
     boxes = [c.box for c in cands] + marks
-    for g in _words(boxes):
+    for g in _words(boxes, 0.25):
         if len(g) >= 2 and _is_text([boxes[i] for i in g], [ok[i] for i in g]):
             for i in g:
                 ok[i] = False
