@@ -164,6 +164,7 @@ def _run(a: argparse.Namespace) -> int:
         # Import every later step now: a long run fails fast on a broken install, and is not
         # affected by edits made to the source tree while it trains.
         import convert.edgetpu
+        import convert.evaluate
         import convert.figures
         import convert.quantize
         import convert.report

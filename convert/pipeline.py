@@ -226,9 +226,10 @@ def step_evaluate(
     calibration: int,
     num_threads: int = 1,
 ) -> dict[str, Any]:
+    from convert.evaluate import evaluate
     from convert.figures import digit_grid_png
     from convert.quantize import verify_fully_integer
-    from convert.report import evaluate, write_report
+    from convert.report import write_report
     from convert.train import augmentation_preview, build_baseline, count_macs
 
     model = load_keras(out / "digits.keras")

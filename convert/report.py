@@ -1,202 +1,22 @@
-"""Evaluation on the 10,000 MNIST test digits, latency in one run, and the written report.
+"""The written conversion report: ``report.md``, ``report.json`` and PNGs.
 
-Float Keras, float TFLite and int8 TFLite are scored on the same digits. The int8
-model is scored through ``edge_infer`` (``DigitRecognizer.classify_batch``), so the
-figures are those of what a device runs. Latencies of every model, and of the
-plain baseline CNN, are measured in the same process, interleaved round by round,
-and reported as ratios.
+The figures come from :mod:`convert.evaluate`; latencies are shown as ratios to
+the int8 model's own invoke, since absolute times depend on the machine.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from convert.data import MnistData
+from convert.evaluate import Evaluation
 
-__all__ = ["Evaluation", "evaluate", "measure_latency", "write_report"]
+__all__ = ["write_report"]
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Evaluation:
-    """Scores of the models on the test split.
-
-    Attributes:
-        y_true: test labels.
-        predictions: model name -> predicted digits (N,).
-        latency_us: model name -> median microseconds per digit (batch 1).
-        sizes: model name -> file size in bytes.
-        batch_consistent: the int8 model gave identical outputs batched and one by one.
-    """
-
-    y_true: np.ndarray
-    predictions: dict[str, np.ndarray]
-    latency_us: dict[str, float] = field(default_factory=dict)
-    sizes: dict[str, int] = field(default_factory=dict)
-    batch_consistent: bool | None = None
-
-    def accuracy(self, name: str) -> float:
-        return float((self.predictions[name] == self.y_true).mean())
-
-    def per_class(self, name: str) -> list[float]:
-        p = self.predictions[name]
-        return [float((p[self.y_true == c] == c).mean()) for c in range(10)]
-
-    def confusion(self, name: str) -> np.ndarray:
-        cm = np.zeros((10, 10), np.int64)
-        np.add.at(cm, (self.y_true.astype(np.int64), self.predictions[name].astype(np.int64)), 1)
-        return cm
-
-
-def _tflite_predict(path: Path, x01: np.ndarray, *, batch: int = 1000) -> np.ndarray:
-    """Raw LiteRT run of a float or quantised model on float images in [0, 1]."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    scale, zp = inp["quantization"]
-    try:
-        it.resize_tensor_input(inp["index"], [batch, 28, 28, 1])
-        it.allocate_tensors()
-    except (RuntimeError, ValueError):  # a graph with a constant-shape RESHAPE: batch of 1 only
-        it = Interpreter(model_path=str(path))
-        batch = 1
-    preds = []
-    current = None
-    for s in range(0, len(x01), batch):
-        xb = x01[s : s + batch]
-        if current != len(xb):
-            it.resize_tensor_input(inp["index"], [len(xb), 28, 28, 1])
-            it.allocate_tensors()
-            current = len(xb)
-        if scale:
-            info = np.iinfo(inp["dtype"])
-            xb = np.clip(np.rint(xb / scale) + zp, info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
-        it.invoke()
-        preds.append(it.get_tensor(out["index"]).argmax(axis=1))
-    return np.concatenate(preds)
-
-
-def measure_latency(
-    candidates: dict[str, Callable[[], Any]], *, rounds: int = 7, seconds_per_round: float = 0.25
-) -> dict[str, float]:
-    """Median per-call time in microseconds, candidates interleaved round by round.
-
-    Interleaving means a burst of load from elsewhere on the machine hits every
-    candidate alike, so the ratios hold even when absolute times wander.
-    """
-    for fn in candidates.values():  # warm up
-        for _ in range(20):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            n, t0 = 0, time.perf_counter()
-            while True:
-                fn()
-                n += 1
-                el = time.perf_counter() - t0
-                if el >= seconds_per_round and n >= 10:
-                    break
-            samples[name].append(el / n * 1e6)
-    return {k: float(np.median(v)) for k, v in samples.items()}
-
-
-def _raw_invoker(path: Path, num_threads: int) -> Callable[[], Any]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=num_threads)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    x = np.zeros(inp["shape"], inp["dtype"])
-
-    def call() -> Any:
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        return it.get_tensor(out["index"])
-
-    return call
-
-
-def evaluate(
-    data: MnistData,
-    *,
-    keras_model: Any,
-    float_tflite: Path,
-    int8_tflite: Path,
-    baseline_int8: Path | None = None,
-    num_threads: int = 1,
-    latency_rounds: int = 7,
-) -> Evaluation:
-    """Score every model on all test digits and time them in one run.
-
-    Args:
-        data: MNIST (only the test split is used).
-        keras_model: the trained float model.
-        float_tflite, int8_tflite: the converted models.
-        baseline_int8: the plain baseline CNN, int8, for the latency comparison.
-        num_threads: interpreter threads for every TFLite latency measurement.
-        latency_rounds: interleaved rounds of timing.
-    """
-    import tensorflow as tf
-
-    from edge_infer import DigitRecognizer, load_model
-
-    x01 = (data.x_test.astype(np.float32) / 255.0)[..., None]
-    preds: dict[str, np.ndarray] = {}
-    log.info("scoring float Keras on %d test digits", len(x01))
-    preds["float_keras"] = keras_model.predict(x01, batch_size=500, verbose=0).argmax(axis=1)
-    log.info("scoring float TFLite")
-    preds["float_tflite"] = _tflite_predict(float_tflite, x01)
-    log.info("scoring int8 TFLite through edge_infer")
-    with DigitRecognizer(model=int8_tflite, delegate="cpu") as rec:
-        preds["int8_edge_infer"] = np.array([p.digit for p in rec.classify_batch(data.x_test)])
-    if baseline_int8 is not None:
-        preds["baseline_int8"] = _tflite_predict(baseline_int8, x01)
-    ev = Evaluation(data.y_test.copy(), preds)
-
-    # Batched and one-by-one must agree exactly: the runtime resizes the batch of crops.
-    with load_model(int8_tflite, delegate="cpu") as m:
-        some = x01[:64]
-        batched = m.run(some)
-        single = np.concatenate([m.run(some[i : i + 1]) for i in range(len(some))])
-        ev.batch_consistent = bool(np.array_equal(batched, single)) and m.batch_resizable is True
-
-    log.info("timing (batch 1, %d thread(s), %d interleaved rounds)", num_threads, latency_rounds)
-    keras_fn = tf.function(lambda t: keras_model(t, training=False))
-    one = tf.constant(x01[:1])
-    cands: dict[str, Callable[[], Any]] = {
-        "float_keras": lambda: keras_fn(one).numpy(),
-        "float_tflite": _raw_invoker(float_tflite, num_threads),
-        "int8_tflite": _raw_invoker(int8_tflite, num_threads),
-    }
-    ei = load_model(int8_tflite, delegate="cpu", num_threads=num_threads)
-    x1 = x01[:1]
-    cands["int8_edge_infer"] = lambda: ei.run(x1)
-    if baseline_int8 is not None:
-        cands["baseline_int8"] = _raw_invoker(baseline_int8, num_threads)
-    ev.latency_us = measure_latency(cands, rounds=latency_rounds)
-    ei.close()
-    ev.sizes = {
-        "float_tflite": float_tflite.stat().st_size,
-        "int8_tflite": int8_tflite.stat().st_size,
-    }
-    if baseline_int8 is not None:
-        ev.sizes["baseline_int8"] = baseline_int8.stat().st_size
-    return ev
-
-
-# --------------------------------------------------------------------------- writing
 
 _LABELS = {
     "float_keras": "float Keras",
