@@ -396,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
                 numbers = group_numbers(dets)
                 t0 = time.perf_counter()
                 fps = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else 0.0
-                header = f"{fps:4.1f} FPS | {delegate} | {len(dets)} digits"
+                header = f"{fps:4.1f} FPS | {delegate} | {len(dets)} digits" if fps else f"{delegate} | {len(dets)} digits"
                 shown = annotate(frame, dets, numbers, header=header) if (show or saver) else frame
                 if saver:
                     saver.write(shown)

@@ -373,7 +373,7 @@ def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
         fill = sum(int(np.count_nonzero(lab == k)) for k in g) / float(bw * bh)
         aspect = bw / float(bh)
         if (bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07
-                or fill > (0.92 if aspect < 0.3 else 0.75)):
+                or fill > (0.92 if aspect < 0.3 else 0.88)):
             if bh >= 0.4 * min_h:
                 marks.append(box)
             continue
