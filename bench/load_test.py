@@ -144,7 +144,7 @@ def in_process(model: str | None, bodies: list[tuple[bytes, int]], n: int, deadl
         for name, fn in (("classify", lambda i: rec.classify(images[i])),
                          ("decode_classify", lambda i: rec.classify(decode_upload(bodies[i][0])))):
             lat = []
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for k in range(n):
                 if time.monotonic() > deadline:
                     break
@@ -152,6 +152,7 @@ def in_process(model: str | None, bodies: list[tuple[bytes, int]], n: int, deadl
                 fn(k % len(images))
                 lat.append(time.perf_counter() - s)
             out[name] = summarise(lat, time.perf_counter() - t0)
+            out[name]["cpu_ms_per_call"] = round(1000 * (time.process_time() - c0) / max(1, len(lat)), 3)
         out["delegate"], out["backend"] = rec.model.delegate, rec.model.backend
         out["model"] = rec.model.path.name
     return out
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     local = in_process(args.model, bodies, args.in_process, time.monotonic() + 120)
 
     result = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(), "cpus": os.cpu_count(),
+              "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
               "python": platform.python_version(), "server_workers": args.workers, "clients": args.clients,
               "image": f"{len(bodies)} MNIST test digits as dark-ink-on-paper PNGs, {np.mean([len(b) for b, _ in bodies]):.0f} B avg",
               "model_right_on_these": f"{model_right}/{len(pngs)}", "http": http_res, "in_process": local}
@@ -210,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"model {local['model']} on {local['delegate']} ({local['backend']}), {os.cpu_count()} CPUs, "
           f"{result['image']}")
-    print(f"{'':<58} {'n':>7} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8}")
+    print(f"load average {result['load_average_1_5_15']} (other work on this machine slows every row alike)")
+    print(f"{'':<58} {'n':>7} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8} {'CPU ms':>7}")
+    http_res["cpu_ms_per_call"] = http_res["server_cpu_ms_per_request"]
     for name, r in rows:
-        print(f"{name:<58} {r['n']:>7} {r.get('p50_ms', 0):>8.2f} {r.get('p99_ms', 0):>8.2f} {r.get('throughput_per_s', 0):>8.0f}")
+        print(f"{name:<58} {r['n']:>7} {r.get('p50_ms', 0):>8.2f} {r.get('p99_ms', 0):>8.2f} "
+              f"{r.get('throughput_per_s', 0):>8.0f} {r.get('cpu_ms_per_call', 0):>7.2f}")
     print(f"HTTP: {http_res['sent']} sent, {http_res['answered']} answered, {http_res['errors']} errors, "
-          f"{http_res['wrong_answers']} answers differing from in-process classify, "
-          f"server CPU {http_res['server_cpu_ms_per_request']} ms/request"
+          f"{http_res['wrong_answers']} answers differing from in-process classify "
+          "(CPU ms: the server process's per request; this process's per call)"
           + (" -- TIME LIMIT HIT" if http_res["timed_out"] else ""))
     for e in http_res["error_samples"]:
         print("  error:", e)

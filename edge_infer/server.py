@@ -219,7 +219,7 @@ def create_app(
     page = page.replace('data-camera="0"', f'data-camera="{int(camera is not None)}"')
 
     app = Flask("edge_infer.server")
-    app.config.update(MAX_CONTENT_LENGTH=max_bytes, JSON_SORT_KEYS=False)
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
