@@ -1,12 +1,14 @@
-"""Serve digit recognition over HTTP on the device (``edge-infer serve``; extra ``[serve]``).
+"""Serve digit recognition over HTTP on this device (needs the [serve] extra).
 
 A Flask app (:func:`create_app`) served by waitress, never Flask's debug server:
 
 - ``POST /v1/classify``: one digit, as a PNG/JPEG body (``Content-Type: image/*``) or
   JSON ``{"image": [[...]]}``; answers ``{"digit", "score", "top_k"}``.
 - ``POST /v1/detect``: a frame (PNG/JPEG); answers the digits' boxes and the numbers read.
-- ``GET /healthz`` (runs the model once: 200, or 503 when it does not answer), ``GET /v1/model``; with a camera also ``GET /stream.mjpg`` and
-  ``GET /v1/stream``; ``GET /`` is a small page (upload form, live stream with a camera).
+- ``GET /healthz`` (runs the model once: 200, or 503 when it does not answer) and
+  ``GET /v1/model`` (manifest, backend, delegate).
+- ``GET /`` a small page: an upload form, and with ``--camera`` the live annotated
+  stream (``GET /stream.mjpg``, MJPEG) with its figures (``GET /v1/stream``).
 
 Client mistakes get a JSON 4xx and are logged at INFO at most; only real faults are
 500s (logged with their traceback, which the client never sees). With an API key set,
@@ -461,7 +463,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES,
                         help="largest request body (default 4M; larger gets 413)")
     parser.add_argument("--api-key", default=None,
-                        help=f"require this key as X-API-Key (default: ${API_KEY_ENV}; prefer the variable)")
+                        help=f"require this key (X-API-Key or Authorization: Bearer); default ${API_KEY_ENV}, "
+                             "which is better: a command line is visible to other users")
     parser.add_argument("--allow-no-key", action="store_true",
                         help="bind beyond localhost without an API key (anyone on the network may use it)")
     parser.add_argument("--camera", default=None, metavar="SOURCE",
@@ -485,8 +488,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         import flask  # noqa: F401
         import waitress  # noqa: F401
-    except ImportError as e:
-        raise ValueError(f"edge-infer serve needs {e.name}: pip install 'edge-infer[serve]'") from e
+    except ImportError as e:  # the machine cannot do it: exit 1, like a missing runtime
+        print(f"edge-infer serve: needs {e.name}: pip install 'edge-infer[serve]'", file=sys.stderr)
+        return 1
 
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads, workers=workers) as rec:
         camera = None
