@@ -260,7 +260,7 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         lroi = lines[y : y + h, x : x + w]
         gap = max(5, min_h) // f
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
-            segs = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, length // 3), minLineLength=length,
+            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, length // 3), minLineLength=length,
                                    maxLineGap=gap)
             if segs is None:
                 break
@@ -470,17 +470,46 @@ def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> li
     return groups
 
 
-def _is_text(boxes: list[tuple[int, int, int, int]], digit_like: list[bool]) -> bool:
-    """A run of marks is a word, not a number, when it is mostly not digits or has
-    lower-case letters: several marks well under the tallest one's height."""
-    if sum(digit_like) < 0.5 * len(boxes):
-        return True
-    tallest = max(b[3] for b in boxes)
-    base = float(np.median([b[1] + b[3] for b in boxes]))
-    # Lower-case letters stand on the baseline and stop at the x-height.
-    short = sum(b[3] < 0.8 * tallest or (b[3] < 0.85 * tallest and abs(b[1] + b[3] - base) < 0.12 * tallest)
-                for b in boxes)
-    return short >= 2 and short >= 0.4 * len(boxes)
+def _reject_text(boxes: list[tuple[int, int, int, int]], ok: list[bool]) -> list[bool]:
+    """Drops the marks that belong to words; returns the new ``ok`` flags.
+
+    Marks on a line with gaps under 0.6 of their height form a run. A run with
+    lower-case letters (two or more marks standing on the baseline and stopping at
+    the x-height, at least a third of the run) is text: only a stretch of two or more
+    full-height digits set off from the letters by a word space survives (a label
+    beside its number: "Room 317"). A run of close marks that are mostly not digits
+    is text too.
+    """
+    ok = list(ok)
+    for g in _words(boxes, 0.6):
+        if len(g) < 2:
+            continue
+        bs = [boxes[i] for i in g]
+        tallest = max(b[3] for b in bs)
+        base = float(np.median([b[1] + b[3] for b in bs]))
+        short = [b[3] < 0.8 * tallest or (b[3] < 0.85 * tallest and abs(b[1] + b[3] - base) < 0.12 * tallest)
+                 for b in bs]
+        if sum(short) >= 2 and sum(short) >= len(g) / 3:
+            keep = [ok[i] and not s for i, s in zip(g, short)]
+            start = 0
+            while start < len(g):  # stretches of consecutive full-height digits
+                end = start
+                while end + 1 < len(g) and keep[start] and keep[end + 1]:
+                    end += 1
+                spaced = all(
+                    0 <= k < len(g) - 1 and bs[k + 1][0] - (bs[k][0] + bs[k][2]) > 0.3 * tallest
+                    for k in ([start - 1] if start > 0 else []) + ([end] if end < len(g) - 1 else [])
+                )
+                if not (keep[start] and end > start and spaced):
+                    for k in range(start, end + 1):
+                        ok[g[k]] = False
+                start = end + 1
+        else:
+            for sub in _words(bs, 0.25):  # tight runs: words, or a number with a weak digit
+                if len(sub) >= 2 and sum(ok[g[k]] for k in sub) < 0.5 * len(sub):
+                    for k in sub:
+                        ok[g[k]] = False
+    return ok
 
 
 def _reading_order(dets: list[_Boxed]) -> list[_Boxed]:
@@ -579,10 +608,7 @@ def detect(
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
     ok = [p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)] + [False] * len(marks)
     boxes = [c.box for c in cands] + marks
-    for g in _words(boxes, 0.25):
-        if len(g) >= 2 and _is_text([boxes[i] for i in g], [ok[i] for i in g]):
-            for i in g:
-                ok[i] = False
+    ok = _reject_text(boxes, ok)
     inv = 1.0 / scale
     dets = [
         Detection(
