@@ -93,9 +93,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}.", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); a published artifact should not be
     try:
         yield tmp
         for root, _dirs, files in os.walk(tmp):
