@@ -258,9 +258,9 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         # short side tall (a rule under a number) unless the structure is a grid.
         length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
         lroi = lines[y : y + h, x : x + w]
-        gap = max(5, min_h) // f
+        gap = max(5, min_h // 2) // f
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
-            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, length // 3), minLineLength=length,
+            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, length // 2), minLineLength=length,
                                    maxLineGap=gap)
             if segs is None:
                 break
