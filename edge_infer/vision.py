@@ -299,7 +299,7 @@ def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h)
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
-    return labels, [c for c in cands if not _on_a_line(c.box, lines)], marks, hi
+    return labels, [c for c in cands if not _on_a_line(c.box, lines)], marks, (lo + hi) // 2
 
 
 def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, float, float]]) -> bool:
