@@ -342,6 +342,11 @@ def section_models(ctx: Context) -> dict[str, Any]:
         base = subjects.get(f"{base_name}|xnnpack|1|{n}")
         label = f"{name}, {'XNNPACK' if xnn == 'xnnpack' else 'no XNNPACK'}, {t} thread{'s' * (t != '1')}, batch {n}"
         rows.append(row(label, s, None if base is s else base, base_label=f"{base_name}, XNNPACK, 1 thread, batch {n}"))
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores or max(THREADS) > cores:
+        info.setdefault("notes", []).append(
+            f"load average {load:.1f} on {cores} cores: rows with more than one thread (wall clock) "
+            "measure the contention for cores as much as the runtime")
     return {"models": {"rows": rows, **info}}
 
 
@@ -502,7 +507,12 @@ def _fmt(v: float | None, unit: str) -> str:
 
 def print_report(result: dict[str, Any]) -> None:
     """The tables for people: every row, then the targets."""
-    print()
+    m = result["meta"]
+    print(f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores, load average "
+          f"{m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}), {m['backend']}, {Path(m['model']).name} "
+          f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s)")
+    print("value = median over interleaved rounds; ratio = median of per-round ratios [quartiles]; "
+          "cpu = process CPU time, wall = elapsed")
     for name, sec in result["sections"].items():
         if "skipped" in sec:
             print(f"== {name}: skipped: {sec['skipped']}")
@@ -530,6 +540,20 @@ def print_report(result: dict[str, Any]) -> None:
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         print(f"  {t['what']:<78} {_fmt(t['value'], t['unit']):>10} vs {_fmt(t['baseline'], t['unit']):>10}"
               f"  {ratio:>6} (limit {t['limit']:g})  {met}{'  ' + t['note'] if t['note'] else ''}")
+
+
+def _source_state() -> dict[str, Any]:
+    """The checkout's commit and its uncommitted runtime files (what exactly was measured)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "edge_infer", "bench", "tests/scenes.py"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head, "uncommitted": sorted(line[3:] for line in dirty if line.strip())} if head else {}
 
 
 def _machine() -> dict[str, Any]:
@@ -635,7 +659,7 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(time.time() - started, 1), "quick": bool(args.quick), "rounds": rounds,
             "threads": args.threads, "delegate": "cpu", "backend": f"{backend.name} {backend.version}",
             "model": str(model_path), "macs_per_digit": manifest.get("macs_per_digit"),
-            "loadavg_start": load_start, "loadavg_end": os.getloadavg(), **_machine(),
+            "loadavg_start": load_start, "loadavg_end": os.getloadavg(), **_machine(), **_source_state(),
             "method": "interleaved rounds after a warm-up; value = median over rounds; "
                       "ratio = median of per-round ratios [quartiles]; clock 'cpu' = process CPU time "
                       "(single-threaded work: leaves out waiting for a core on a shared machine), "
