@@ -29,7 +29,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["edge_infer", "edge_infer.*"]),
-    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"]},
+    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*", "web/*.html"]},
     include_package_data=False,
     install_requires=[
         f"numpy>=1.23; {LITERT}",

@@ -106,6 +106,32 @@ def test_center_of_mass_place_centres():
 
 def test_ink_map_polarity_forced():
     img = np.full((30, 30), 200, np.uint8)
-    img[10:20, 10:20] = 30
-    assert ink_map(img)[15, 15] == 1.0
-    assert ink_map(img, invert=False)[15, 15] == 0.0
+    img[5:25, 13:16] = 30  # a dark stroke
+    assert ink_map(img)[15, 14] == 1.0
+    assert ink_map(img, invert=False)[15, 14] == 0.0
+
+
+def _photo(digit: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    img = paper_digit(digit, scale=8, rng=rng).astype(np.float32)
+    h, w = img.shape[:2]
+    if kind == "gradient":  # light from one side
+        img *= np.linspace(0.45, 1.1, w, dtype=np.float32)[None, :, None]
+    elif kind == "shadow":  # a hard-edged shadow across a corner
+        yy, xx = np.mgrid[0:h, 0:w]
+        img *= np.where(xx + 0.5 * yy < w * 0.6, 0.55, 1.0)[..., None]
+    elif kind == "table":  # the dark table shows along two edges of the photo
+        img[:, :25] = 60
+        img[:20, :] = 60
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["gradient", "shadow", "table"])
+def test_photos_with_uneven_light_and_surroundings(mnist_test, kind):
+    from edge_infer import DigitRecognizer
+
+    x, y = mnist_test
+    rng = np.random.default_rng(21)
+    photos = [_photo(x[i], kind, rng) for i in range(100, 160)]
+    with DigitRecognizer() as rec:
+        acc = np.mean([p.digit for p in rec.classify_batch(photos)] == y[100:160])
+    assert acc >= 0.9
