@@ -52,6 +52,7 @@ def run(frames: int, seed: int, model: str | None, min_score: float) -> dict:
     missed: dict[str, int] = {}
     misread = 0
     by_kind_fp: dict[str, int] = {}
+    plain_tp = plain_fp = 0  # frames without words or letters
     with DigitRecognizer(model) as rec:
         for _ in range(3):
             detect(rec, scenes[0].frame, min_score=min_score)
@@ -62,6 +63,8 @@ def run(frames: int, seed: int, model: str | None, min_score: float) -> dict:
                 times[k].append(t[k])
             r = match(dets, sc.digits)
             tp, fp, fn = tp + r.tp, fp + r.fp, fn + r.fn
+            if "text" not in sc.distractors:
+                plain_tp, plain_fp = plain_tp + r.tp, plain_fp + r.fp
             for k, v in r.found.items():
                 found[k] = found.get(k, 0) + v
             for k, v in r.missed.items():
@@ -91,6 +94,7 @@ def run(frames: int, seed: int, model: str | None, min_score: float) -> dict:
         "precision": tp / max(1, tp + fp),
         "recall_by_kind": {k: found.get(k, 0) / max(1, found.get(k, 0) + missed.get(k, 0)) for k in kinds},
         "digits_by_kind": {k: found.get(k, 0) + missed.get(k, 0) for k in kinds},
+        "precision_without_text": plain_tp / max(1, plain_tp + plain_fp),
         "fp_misread": misread,
         "fp_false_marks": fp - misread,
         "false_marks_in_frames_with": by_kind_fp,
@@ -131,6 +135,7 @@ def main() -> int:
     print(f"precision {r['precision']:.4f}  ({r['tp']}/{r['tp'] + r['fp']}; {ok_p} target {TARGET_PRECISION})")
     for k, v in r["recall_by_kind"].items():
         print(f"  recall {k:<8} {v:.4f}  ({r['digits_by_kind'][k]} digits)")
+    print(f"  precision in frames without words or letters {r['precision_without_text']:.4f}")
     print(f"false positives: {r['fp_misread']} misreads of real digits, {r['fp_false_marks']} false marks "
           f"(by frame content: {r['false_marks_in_frames_with']})")
     print("ms per frame     mean  median    p95")
