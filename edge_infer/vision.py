@@ -258,7 +258,7 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         # short side tall (a rule under a number) unless the structure is a grid.
         length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
         lroi = lines[y : y + h, x : x + w]
-        gap = max(5, min_h // 2) // f
+        gap = max(5, min_h // 2, length // 20) // f
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
             segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, length // 2), minLineLength=length,
                                    maxLineGap=gap)
@@ -312,7 +312,7 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
     for x1, y1, x2, y2 in lines:
         d = np.array([x2 - x1, y2 - y1])
         length = float(np.hypot(*d))
-        if length == 0 or abs(float(d @ along)) < 0.985 * length:  # not parallel (within ~10 degrees)
+        if length == 0 or abs(float(d @ along)) < 0.9 * length:  # not parallel (within ~25 degrees)
             continue
         if abs(d[0] * (cy - y1) - d[1] * (cx - x1)) / length <= max(4.0, 0.5 * min(w, h)):
             return True
