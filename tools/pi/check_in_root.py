@@ -10,8 +10,8 @@ import argparse
 import importlib.metadata as md
 import importlib.util
 import json
-import platform
 import os
+import platform
 import re
 import struct
 import subprocess
@@ -89,9 +89,7 @@ def check_accuracy(edge_infer: object, data: Path, tolerance: float) -> None:
     t = time.monotonic()
     rec = edge_infer.DigitRecognizer()  # type: ignore[attr-defined]
     model = getattr(rec, "model", None)
-    where = ", ".join(
-        f"{k}={getattr(model, k)!r}" for k in ("backend", "delegate") if hasattr(model, k)
-    )
+    where = ", ".join(f"{k}={getattr(model, k)!r}" for k in ("backend", "delegate") if hasattr(model, k))
     preds = rec.classify_batch(images)
     secs = time.monotonic() - t
     if len(preds) != len(images):
@@ -138,7 +136,7 @@ def check_cli(cli: str, data: Path) -> None:
     if plain.returncode != 0:
         raise CheckFailed(f"`edge-infer classify` exited {plain.returncode}: {plain.stderr.strip()}")
     printed = plain.stdout.strip()
-    printed = printed[len(f"{image}:"):] if printed.startswith(f"{image}:") else printed
+    printed = printed[len(f"{image}:") :] if printed.startswith(f"{image}:") else printed
     m = re.search(r"(?<![\d.])([0-9])(?![\d.])", printed)
     if m is None or int(m.group(1)) != want:
         raise CheckFailed(f"`edge-infer classify {image.name}` printed {plain.stdout.strip()!r}, want {want}")

@@ -18,6 +18,7 @@ import struct
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ _ALLOWED = {
 
 
 class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refusing global {module}.{name} in the MNIST pickle")
         if module == "numpy.core.multiarray" and importlib.util.find_spec("numpy._core"):
@@ -127,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(args.out / "digits.npz", images=images, labels=labels)
     _write_png(args.out / "digit.png", images[0])
     (args.out / "digit.txt").write_text(f"{int(labels[0])}\n")
-    print(
-        f"export_digits: {len(images)} test digits from {source}; "
-        f"digit.png is a {int(labels[0])}"
-    )
+    print(f"export_digits: {len(images)} test digits from {source}; digit.png is a {int(labels[0])}")
     return 0
 
 
