@@ -10,6 +10,7 @@ All functions here are pure (arrays in, arrays out) and thread-safe.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,16 @@ def _otsu(values: np.ndarray) -> float:
 
 
 def _rank_filter(a: np.ndarray, k: int, op: Any) -> np.ndarray:
-    """Separable k x k max or min filter (``op`` is np.maximum or np.minimum), edges replicated."""
+    """k x k max or min filter (``op`` is np.maximum or np.minimum), edges replicated.
+
+    Uses OpenCV's dilate/erode when OpenCV is already loaded (same result, faster);
+    otherwise a separable numpy version.
+    """
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        kernel = np.ones((k, k), np.uint8)
+        f = cv2.dilate if op is np.maximum else cv2.erode
+        return f(np.ascontiguousarray(a, np.float32), kernel, borderType=cv2.BORDER_REPLICATE)
     r = k // 2
     for axis in (0, 1):
         p = np.pad(a, [(r, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
