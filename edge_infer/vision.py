@@ -221,7 +221,7 @@ def _structures(labels: np.ndarray, stats: np.ndarray, min_h: int, max_h: int) -
     out = []
     for i in np.flatnonzero(maybe):
         aspect = w[i] / h[i]
-        if long_side[i] > max_h or aspect > 1.3 or aspect < 0.08:
+        if long_side[i] > max_h or aspect > 2.0 or aspect < 0.08:
             out.append(int(i))
             continue
         roi = (labels[y[i] : y[i] + h[i], x[i] : x[i] + w[i]] == i).astype(np.uint8)
@@ -230,14 +230,14 @@ def _structures(labels: np.ndarray, stats: np.ndarray, min_h: int, max_h: int) -
     return out
 
 
-def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int
+def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int, max_h: int
                  ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """Erases long thin straight lines from the given components; returns the new mask.
 
     Lines are found by a probabilistic Hough transform on the thin parts of each
     component (strokes under ~11 px wide: rules and grids, not bold digits), longer
-    than anything that may hang on them. Gaps (where a digit touches) are jumped. A stroke cut by an erased
-    line is bridged across it again.
+    than anything that may hang on them. Gaps (where a digit touches) are jumped. A
+    stroke cut by an erased line is bridged across it again.
     """
     import cv2
 
@@ -255,20 +255,28 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
         # Longer than what may hang on the line: a digit is at most the structure's
-        # short side tall (a rule under a number) unless the structure is a grid.
-        length = int(max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))) // f
+        # short side tall (a rule under a number) unless the structure is a grid. A line
+        # across nearly all of a structure taller (wider) than any digit is a line too
+        # (a margin line from the top of the frame to the bottom).
+        length = max(2 * min_h, 0.5 * max(w, h), min(1.2 * min(w, h), 0.8 * max(w, h)))
+        along_x = min(length, 0.9 * w) if 0.9 * w > max_h else length
+        along_y = min(length, 0.9 * h) if 0.9 * h > max_h else length
+        shortest = int(min(along_x, along_y)) // f
+        gap = max(5, min_h // 2, int(length) // 20) // f
         lroi = lines[y : y + h, x : x + w]
-        gap = max(5, min_h // 2, length // 20) // f
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
-            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, length // 2), minLineLength=length,
+            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, shortest // 2), minLineLength=shortest,
                                    maxLineGap=gap)
             if segs is None:
                 break
             for x1, y1, x2, y2 in segs.reshape(-1, 4).astype(np.float64):
+                n = float(np.hypot(x2 - x1, y2 - y1))
+                if n * f < (along_x if abs(x2 - x1) >= abs(y2 - y1) else along_y):
+                    continue
                 # Run on past the found ends: the transform often stops short, and the
                 # stub it leaves looks like a "1". Only the structure's own ink is erased,
                 # so overshooting past its end is harmless.
-                ext = max(gap, 0.1 * np.hypot(x2 - x1, y2 - y1)) / max(1e-6, np.hypot(x2 - x1, y2 - y1))
+                ext = max(gap, 0.1 * n) / max(1e-6, n)
                 dx, dy = (x2 - x1) * ext, (y2 - y1) * ext
                 p1, p2 = (round(x1 - dx), round(y1 - dy)), (round(x2 + dx), round(y2 + dy))
                 cv2.line(thin, p1, p2, 0, 3)
@@ -296,7 +304,7 @@ def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
     ids = _structures(labels, stats, min_h, max_h)
     lines: list[tuple[float, float, float, float]] = []
     if ids:
-        mask, lines = _erase_lines(mask, labels, stats, ids, min_h)
+        mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
     return labels, [c for c in cands if not _on_a_line(c.box, lines)], marks, (lo + hi) // 2
