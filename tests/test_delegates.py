@@ -152,11 +152,11 @@ def test_auto_compiled_model_picks_cpu_twin(monkeypatch, fake_delegate_lib, twin
 def test_failed_delegate_leaves_no_noise_on_stderr(fake_delegate_lib):
     code = (
         "import gc, edge_infer\n"
-        "for spec in ('edgetpu', 'gpu', %r):\n"
+        f"for spec in ('edgetpu', 'gpu', {str(fake_delegate_lib)!r}):\n"
         "    try: edge_infer.load_model(delegate=spec, delegate_options={'fail': 1} if spec.endswith('.so') else None)\n"
         "    except edge_infer.DelegateUnavailableError: pass\n"
         "gc.collect()\n"
-    ) % str(fake_delegate_lib)
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
