@@ -251,7 +251,7 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         cv2.bitwise_or(own[y : y + h, x : x + w], roi, dst=own[y : y + h, x : x + w])
         # Outside the ROI is background (the default border would keep edge lines "thick").
         thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k11, borderType=cv2.BORDER_CONSTANT, borderValue=0))
-        f = 2 if max(w, h) > 640 else 1  # very big structures: search at half size (4x fewer votes)
+        f = 2 if max(w, h) > 400 else 1  # very big structures: search at half size (4x fewer votes)
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
         # Longer than what may hang on the line: a digit is at most the structure's
