@@ -109,8 +109,11 @@ def _overlaps(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 
 def _summary(v: list[float]) -> dict[str, float]:
     a = np.asarray(v) * 1000
-    return {"mean": round(float(a.mean()), 2), "median": round(float(np.median(a)), 2),
-            "p95": round(float(np.percentile(a, 95)), 2)}
+    return {
+        "mean": round(float(a.mean()), 2),
+        "median": round(float(np.median(a)), 2),
+        "p95": round(float(np.percentile(a, 95)), 2),
+    }
 
 
 def main() -> int:
@@ -127,8 +130,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{r['frames']} frames (seeds {r['seeds'][0]}..{r['seeds'][1]}), {r['digits']} digits, "
-          f"model {r['model']}, delegate {r['delegate']}, min_score {r['min_score']}")
+    print(
+        f"{r['frames']} frames (seeds {r['seeds'][0]}..{r['seeds'][1]}), {r['digits']} digits, "
+        f"model {r['model']}, delegate {r['delegate']}, min_score {r['min_score']}"
+    )
     ok_r = "meets" if r["recall"] >= TARGET_RECALL else "BELOW"
     ok_p = "meets" if r["precision"] >= TARGET_PRECISION else "BELOW"
     print(f"recall    {r['recall']:.4f}  ({r['tp']}/{r['digits']}; {ok_r} target {TARGET_RECALL})")
@@ -136,8 +141,10 @@ def main() -> int:
     for k, v in r["recall_by_kind"].items():
         print(f"  recall {k:<8} {v:.4f}  ({r['digits_by_kind'][k]} digits)")
     print(f"  precision in frames without words or letters {r['precision_without_text']:.4f}")
-    print(f"false positives: {r['fp_misread']} misreads of real digits, {r['fp_false_marks']} false marks "
-          f"(by frame content: {r['false_marks_in_frames_with']})")
+    print(
+        f"false positives: {r['fp_misread']} misreads of real digits, {r['fp_false_marks']} false marks "
+        f"(by frame content: {r['false_marks_in_frames_with']})"
+    )
     print("ms per frame     mean  median    p95")
     for k, v in r["ms_per_frame"].items():
         print(f"  {k:<12} {v['mean']:7.2f} {v['median']:7.2f} {v['p95']:6.2f}")

@@ -117,10 +117,10 @@ def _frames(rng: np.random.Generator, alpha: np.ndarray, n: int) -> list[np.ndar
         corners = np.array([[-hw * 1.04, -hh], [hw * 1.04, -hh], [hw, hh], [-hw, hh]])
         c, s = np.cos(roll[i]), np.sin(roll[i])
         corners = corners @ np.array([[c, -s], [s, c]]).T + [cx[i] + shake[i, 0], cy[i] + shake[i, 1]]
-        M = cv2.getPerspectiveTransform(corners.astype(np.float32),
-                                        np.float32([[0, 0], [W, 0], [W, H], [0, H]]))
-        f = cv2.warpPerspective(page, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=desk)
+        M = cv2.getPerspectiveTransform(corners.astype(np.float32), np.float32([[0, 0], [W, 0], [W, H], [0, H]]))
+        f = cv2.warpPerspective(
+            page, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=desk
+        )
         # Light from the upper left, and the shadow of the hand holding the phone.
         light = 1.05 - 0.25 * (xx / W + yy / H) / 2
         sx = W * (1.15 - 0.3 * t[i])

@@ -99,7 +99,9 @@ def _quiet_cv2() -> Any:
     return cv2
 
 
-def _capture(target: int | str, name: str, *, live: bool, loop: bool, width: int | None, height: int | None) -> FrameSource:
+def _capture(
+    target: int | str, name: str, *, live: bool, loop: bool, width: int | None, height: int | None
+) -> FrameSource:
     cv2 = _quiet_cv2()
     cap = cv2.VideoCapture(target)
     if not cap.isOpened():
@@ -161,8 +163,15 @@ def _picamera(width: int | None, height: int | None) -> FrameSource:
     return FrameSource("picamera", True, 0.0, lambda: np.ascontiguousarray(cam.capture_array("main")), close)
 
 
-def open_source(spec: str | int | None, *, width: int | None = None, height: int | None = None,
-                retries: int = 3, retry_delay: float = 0.5, loop_sample: bool = True) -> FrameSource:
+def open_source(
+    spec: str | int | None,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    retries: int = 3,
+    retry_delay: float = 0.5,
+    loop_sample: bool = True,
+) -> FrameSource:
     """Opens a frame source (see the module docstring for ``spec``).
 
     Args:
@@ -203,8 +212,10 @@ def open_source(spec: str | int | None, *, width: int | None = None, height: int
                     log.info("camera %d did not open, retrying (%d/%d)", index, attempt + 1, retries)
                     time.sleep(retry_delay)
         hint = "" if _camera_present(index) else f" (no /dev/video{index})" if sys.platform.startswith("linux") else ""
-        raise SourceError(f"camera {index} did not open after {retries + 1} attempts{hint}; "
-                          "check the cable and permissions, or pass --source FILE")
+        raise SourceError(
+            f"camera {index} did not open after {retries + 1} attempts{hint}; "
+            "check the cable and permissions, or pass --source FILE"
+        )
     p = Path(spec)
     if not p.exists():
         raise FileNotFoundError(f"--source {spec}: no such file, folder or camera")
@@ -254,7 +265,9 @@ def annotate(frame: np.ndarray, detections: list[Any], numbers: list[Any], *, he
     return out
 
 
-def _label(img: np.ndarray, text: str, org: tuple[int, int], scale: float, bg: tuple[int, int, int], *, below: bool = False) -> None:
+def _label(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float, bg: tuple[int, int, int], *, below: bool = False
+) -> None:
     import cv2
 
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -277,8 +290,11 @@ class _Saver:
     def __init__(self, path: str, fps: float) -> None:
         self.path = Path(path)
         self.fps = fps or 15.0
-        self.kind = "video" if self.path.suffix.lower() in _VIDEO_EXTS else (
-            "image" if self.path.suffix.lower() in _IMAGE_EXTS else "dir")
+        self.kind = (
+            "video"
+            if self.path.suffix.lower() in _VIDEO_EXTS
+            else ("image" if self.path.suffix.lower() in _IMAGE_EXTS else "dir")
+        )
         self.writer: Any = None
         self.count = 0
         target = self.path if self.kind == "dir" else self.path.parent
@@ -295,8 +311,15 @@ class _Saver:
                     raise SourceError(f"cannot write video {self.path} (codec unavailable); save as .avi or PNGs")
             self.writer.write(frame)
         else:
-            p = self.path / f"frame_{self.count:05d}.png" if self.kind == "dir" else (
-                self.path if self.count == 0 else self.path.with_name(f"{self.path.stem}_{self.count:05d}{self.path.suffix}"))
+            p = (
+                self.path / f"frame_{self.count:05d}.png"
+                if self.kind == "dir"
+                else (
+                    self.path
+                    if self.count == 0
+                    else self.path.with_name(f"{self.path.stem}_{self.count:05d}{self.path.suffix}")
+                )
+            )
             if not cv2.imwrite(str(p), frame):
                 raise SourceError(f"cannot write {p}")
         self.count += 1
@@ -323,9 +346,12 @@ def _display_available(cv2: Any) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``edge-infer camera`` options."""
-    parser.add_argument("--source", default=None,
-                        help="camera index (0), 'picamera', a video, an image, a folder of images, or 'sample' "
-                             "(default: camera 0, else the bundled sample clip)")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="camera index (0), 'picamera', a video, an image, a folder of images, or 'sample' "
+        "(default: camera 0, else the bundled sample clip)",
+    )
     parser.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
     parser.add_argument("--delegate", default="auto", help="auto, cpu, edgetpu[:usb|:pci], gpu, or a library path")
     parser.add_argument("--num-threads", type=int, default=None, help="interpreter threads")
@@ -333,11 +359,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=480, help="capture height asked of a camera (default 480)")
     parser.add_argument("--min-score", type=float, default=0.7, help="drop digits read with a lower probability")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="attempts to reopen a camera / re-read a missing frame before giving up (default 3)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="attempts to reopen a camera / re-read a missing frame before giving up (default 3)",
+    )
     parser.add_argument("--headless", action="store_true", help="no window: print one JSON line per frame")
-    parser.add_argument("--save", default=None, metavar="PATH",
-                        help="write the annotated frames: a video (.mp4, .avi), a .png path, or a folder")
+    parser.add_argument(
+        "--save",
+        default=None,
+        metavar="PATH",
+        help="write the annotated frames: a video (.mp4, .avi), a .png path, or a folder",
+    )
     parser.add_argument("--stats", action="store_true", help="print the time per stage at the end (after warm-up)")
 
 
@@ -364,12 +398,21 @@ def run(args: argparse.Namespace) -> int:
         why = _display_available(cv2)
         if why:
             show = False
-            keep = f"annotated frames go to {args.save}" if args.save else "add --save out/demo.mp4 to keep the annotated video"
+            keep = (
+                f"annotated frames go to {args.save}"
+                if args.save
+                else "add --save out/demo.mp4 to keep the annotated video"
+            )
             print(f"edge-infer camera: {why}: running headless (one JSON line per frame); {keep}", file=sys.stderr)
     try:
         # The sample clip loops in a window or up to --max-frames; headless it plays once.
-        source = open_source(args.source, width=args.width, height=args.height, retries=args.retries,
-                             loop_sample=show or args.max_frames is not None)
+        source = open_source(
+            args.source,
+            width=args.width,
+            height=args.height,
+            retries=args.retries,
+            loop_sample=show or args.max_frames is not None,
+        )
     except SourceError as e:
         print(f"edge-infer camera: {e}", file=sys.stderr)
         return 1
@@ -396,7 +439,9 @@ def run(args: argparse.Namespace) -> int:
                 numbers = group_numbers(dets)
                 t0 = time.perf_counter()
                 fps = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else 0.0
-                header = f"{fps:4.1f} FPS | {delegate} | {len(dets)} digits" if fps else f"{delegate} | {len(dets)} digits"
+                header = (
+                    f"{fps:4.1f} FPS | {delegate} | {len(dets)} digits" if fps else f"{delegate} | {len(dets)} digits"
+                )
                 shown = annotate(frame, dets, numbers, header=header) if (show or saver) else frame
                 if saver:
                     saver.write(shown)
@@ -468,5 +513,8 @@ def _print_stats(times: dict[str, list[float]], source: str, delegate: str) -> N
         a = np.asarray(v) * 1000
         print(f"{k:<10} {a.mean():8.2f} {np.median(a):10.2f} {np.percentile(a, 95):8.2f}", file=sys.stderr)
     mean_total = float(np.mean(total))
-    print(f"throughput {1.0 / mean_total if mean_total > 0 else 0:.1f} FPS "
-          "(segment+prepare = segmentation and crops, infer = one model invoke per frame)", file=sys.stderr)
+    print(
+        f"throughput {1.0 / mean_total if mean_total > 0 else 0:.1f} FPS "
+        "(segment+prepare = segmentation and crops, infer = one model invoke per frame)",
+        file=sys.stderr,
+    )

@@ -230,8 +230,9 @@ def _structures(labels: np.ndarray, stats: np.ndarray, min_h: int, max_h: int) -
     return out
 
 
-def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int, max_h: int
-                 ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+def _erase_lines(
+    mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: list[int], min_h: int, max_h: int
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """Erases long thin straight lines from the given components; returns the new mask.
 
     Lines are found by a probabilistic Hough transform on the thin parts of each
@@ -250,7 +251,9 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         roi = np.where(labels[y : y + h, x : x + w] == i, np.uint8(255), np.uint8(0))
         cv2.bitwise_or(own[y : y + h, x : x + w], roi, dst=own[y : y + h, x : x + w])
         # Outside the ROI is background (the default border would keep edge lines "thick").
-        thin = cv2.subtract(roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k11, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+        thin = cv2.subtract(
+            roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k11, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        )
         f = 2 if max(w, h) > 400 else 1  # very big structures: search at half size (4x fewer votes)
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
@@ -265,8 +268,9 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
         gap = max(5, min_h // 2, int(length) // 20) // f
         lroi = lines[y : y + h, x : x + w]
         for _ in range(2):  # the probabilistic transform can miss a line: look again without those found
-            segs = cv2.HoughLinesP(thin, 1, np.pi / 360, threshold=max(10, shortest // 2), minLineLength=shortest,
-                                   maxLineGap=gap)
+            segs = cv2.HoughLinesP(
+                thin, 1, np.pi / 360, threshold=max(10, shortest // 2), minLineLength=shortest, maxLineGap=gap
+            )
             if segs is None:
                 break
             for x1, y1, x2, y2 in segs.reshape(-1, 4).astype(np.float64):
@@ -293,8 +297,9 @@ def _erase_lines(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: l
     return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines)), found
 
 
-def _segment(contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
-             ) -> tuple[np.ndarray, list[_Candidate], list[tuple[int, int, int, int]], int]:
+def _segment(
+    contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
+) -> tuple[np.ndarray, list[_Candidate], list[tuple[int, int, int, int]], int]:
     """Contrast map -> (labels, digit candidates, other marks, strong-ink level), in working pixels."""
     import cv2
 
@@ -327,8 +332,9 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
     return False
 
 
-def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
-                ) -> tuple[list[_Candidate], list[tuple[int, int, int, int]]]:
+def _candidates(
+    stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
+) -> tuple[list[_Candidate], list[tuple[int, int, int, int]]]:
     """Components of digit size and shape, with fragments merged into the mark they belong to.
 
     Returns the candidates and the boxes of the other marks big enough to be
@@ -372,7 +378,9 @@ def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
     cands, marks = [], []
     centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
     for g, gb in zip(groups, gboxes):
-        inside = np.count_nonzero((centres[:, 0] > gb[0]) & (centres[:, 0] < gb[2]) & (centres[:, 1] > gb[1]) & (centres[:, 1] < gb[3]))
+        inside = np.count_nonzero(
+            (centres[:, 0] > gb[0]) & (centres[:, 0] < gb[2]) & (centres[:, 1] > gb[1]) & (centres[:, 1] < gb[3])
+        )
         if inside >= 3:  # itself and two more: a frame or grid around marks, not a digit
             continue
         bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
@@ -380,8 +388,7 @@ def _candidates(stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
         lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
         fill = sum(int(np.count_nonzero(lab == k)) for k in g) / float(bw * bh)
         aspect = bw / float(bh)
-        if (bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07
-                or fill > (0.92 if aspect < 0.3 else 0.88)):
+        if bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07 or fill > (0.92 if aspect < 0.3 else 0.88):
             if bh >= 0.4 * min_h:
                 marks.append(box)
             continue
@@ -495,8 +502,9 @@ def _reject_text(boxes: list[tuple[int, int, int, int]], ok: list[bool]) -> list
         bs = [boxes[i] for i in g]
         tallest = max(b[3] for b in bs)
         base = float(np.median([b[1] + b[3] for b in bs]))
-        short = [b[3] < 0.8 * tallest or (b[3] < 0.85 * tallest and abs(b[1] + b[3] - base) < 0.12 * tallest)
-                 for b in bs]
+        short = [
+            b[3] < 0.8 * tallest or (b[3] < 0.85 * tallest and abs(b[1] + b[3] - base) < 0.12 * tallest) for b in bs
+        ]
         if sum(short) >= 2 and sum(short) >= len(g) / 3:
             keep = [ok[i] and not s for i, s in zip(g, short)]
             start = 0
@@ -620,7 +628,12 @@ def detect(
     inv = 1.0 / scale
     dets = [
         Detection(
-            (int(round(c.box[0] * inv)), int(round(c.box[1] * inv)), max(1, int(round(c.box[2] * inv))), max(1, int(round(c.box[3] * inv)))),
+            (
+                int(round(c.box[0] * inv)),
+                int(round(c.box[1] * inv)),
+                max(1, int(round(c.box[2] * inv))),
+                max(1, int(round(c.box[3] * inv))),
+            ),
             p.digit,
             p.score,
         )
@@ -665,5 +678,7 @@ def group_numbers(dets: list[Detection], *, max_gap: float = 0.8) -> list[Number
         y0 = min(d.box[1] for d in ds)
         x1 = max(d.box[0] + d.box[2] for d in ds)
         y1 = max(d.box[1] + d.box[3] for d in ds)
-        numbers.append(Number((x0, y0, x1 - x0, y1 - y0), "".join(str(d.digit) for d in ds), ds, tuple(d.score for d in ds)))
+        numbers.append(
+            Number((x0, y0, x1 - x0, y1 - y0), "".join(str(d.digit) for d in ds), ds, tuple(d.score for d in ds))
+        )
     return _reading_order(numbers)

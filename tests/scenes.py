@@ -45,9 +45,39 @@ TTF_FONTS = (
 # (Hershey font id, stroke thickness per 100 px of glyph height)
 HERSHEY = ((0, 7.0), (0, 11.0), (2, 9.0), (3, 6.0), (4, 6.0), (1, 8.0))
 WORDS = (
-    "Total", "Name", "Date", "Page", "Room", "Price", "Week", "Mark", "Check", "Hello", "Exam",
-    "Item", "Notes", "Year", "Qty", "Ref", "Score", "Area", "Meter", "Sum", "Kitchen", "Work",
-    "from", "the", "and", "Answer", "Team", "Level", "North", "hrs", "min", "Due", "Box",
+    "Total",
+    "Name",
+    "Date",
+    "Page",
+    "Room",
+    "Price",
+    "Week",
+    "Mark",
+    "Check",
+    "Hello",
+    "Exam",
+    "Item",
+    "Notes",
+    "Year",
+    "Qty",
+    "Ref",
+    "Score",
+    "Area",
+    "Meter",
+    "Sum",
+    "Kitchen",
+    "Work",
+    "from",
+    "the",
+    "and",
+    "Answer",
+    "Team",
+    "Level",
+    "North",
+    "hrs",
+    "min",
+    "Due",
+    "Box",
 )
 # Single symbols with no digit look-alike (I, l, O, S, Z, B, g, q, T... are left out on purpose).
 LETTERS = ("A", "E", "H", "K", "M", "N", "R", "W", "X", "#", "%", "&", "@", "x", "k", "m", "w", "e", "a")
@@ -94,9 +124,9 @@ def _ttf_glyph(font: str, text: str) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
     f = ImageFont.truetype(str(DEJAVU / font), 120)
-    l, t, r, b = f.getbbox(text)
-    im = Image.new("L", (r - l + 20, b - t + 20), 0)
-    ImageDraw.Draw(im).text((10 - l, 10 - t), text, font=f, fill=255)
+    left, t, r, b = f.getbbox(text)
+    im = Image.new("L", (r - left + 20, b - t + 20), 0)
+    ImageDraw.Draw(im).text((10 - left, 10 - t), text, font=f, fill=255)
     return _tight(np.asarray(im, np.float32) / 255.0)
 
 
@@ -183,8 +213,14 @@ class _Canvas:
         np.maximum(region, a, out=region)
 
 
-def _place_row(canvas: _Canvas, glyphs: list[np.ndarray], gaps: list[int], rng: np.random.Generator,
-               margin: int, cell: tuple[int, int, int, int] | None = None) -> list[tuple[int, int, int, int]] | None:
+def _place_row(
+    canvas: _Canvas,
+    glyphs: list[np.ndarray],
+    gaps: list[int],
+    rng: np.random.Generator,
+    margin: int,
+    cell: tuple[int, int, int, int] | None = None,
+) -> list[tuple[int, int, int, int]] | None:
     """Places glyphs side by side on one baseline; returns their ink boxes (canvas coords) or None."""
     H, W = canvas.alpha.shape
     hmax = max(g.shape[0] for g in glyphs)
@@ -205,7 +241,9 @@ def _place_row(canvas: _Canvas, glyphs: list[np.ndarray], gaps: list[int], rng: 
             gy = min(max(gy, 0), H - g.shape[0])
             canvas.put(g, cx_, gy)
             ys, xs = np.nonzero(g > 0.5)
-            boxes.append((cx_ + int(xs.min()), gy + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)))
+            boxes.append(
+                (cx_ + int(xs.min()), gy + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            )
             cx_ += g.shape[1] + gap
         canvas.taken.append((x, y, total_w, hmax))
         return boxes
@@ -291,7 +329,13 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
             x0 = min(b[0] for b in boxes) - int(rng.integers(10, 60))
             x1 = max(b[0] + b[2] for b in boxes) + int(rng.integers(10, 60))
             yl = max(b[1] + b[3] for b in boxes) + int(rng.integers(3, 8))
-            cv2.line(canvas.alpha, (max(x0, 4), yl), (min(x1, W - 4), yl), float(rng.uniform(0.5, 0.9)), int(rng.integers(1, 3)))
+            cv2.line(
+                canvas.alpha,
+                (max(x0, 4), yl),
+                (min(x1, W - 4), yl),
+                float(rng.uniform(0.5, 0.9)),
+                int(rng.integers(1, 3)),
+            )
 
     # Distractors: words and single letters (printed or script), never truth.
     if rng.random() < 0.45:
@@ -330,8 +374,14 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
     desk = np.array([rng.uniform(20, 90)] * 3) * (1 + rng.uniform(-0.2, 0.2, 3))
     if inverted:
         desk = desk * 0.5
-    frame = cv2.warpPerspective(page.astype(np.float32), M, (W, H), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in desk))
+    frame = cv2.warpPerspective(
+        page.astype(np.float32),
+        M,
+        (W, H),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=tuple(float(v) for v in desk),
+    )
     if (dst.min(axis=0) > 0).any() or (dst.max(axis=0) < [W, H]).any():
         kinds.append("page-edge")
 
@@ -382,7 +432,13 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
         s = abs(np.sin(ang))
         bw, bh = x1 - x0, y1 - y0
         dx, dy = 0.5 * s * min(bw, bh) * 0.5, 0.5 * s * min(bw, bh) * 0.5
-        out.append(Truth((int(round(x0 + dx)), int(round(y0 + dy)), int(round(bw - 2 * dx)), int(round(bh - 2 * dy))), d, src_kind))
+        out.append(
+            Truth(
+                (int(round(x0 + dx)), int(round(y0 + dy)), int(round(bw - 2 * dx)), int(round(bh - 2 * dy))),
+                d,
+                src_kind,
+            )
+        )
     return Scene(seed, frame8, tuple(out), inverted, tuple(kinds))
 
 
@@ -425,7 +481,14 @@ def match(detections: Sequence, truths: Sequence[Truth]) -> MatchResult:
     found: dict[str, int] = {}
     missed: dict[str, int] = {}
     for t in truths:
-        hit = next((i for i in order if not used[i] and detections[i].digit == t.digit and _same_place(detections[i].box, t.box)), None)
+        hit = next(
+            (
+                i
+                for i in order
+                if not used[i] and detections[i].digit == t.digit and _same_place(detections[i].box, t.box)
+            ),
+            None,
+        )
         if hit is None:
             missed[t.source] = missed.get(t.source, 0) + 1
         else:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_infer import DigitRecognizer, Detection
+from edge_infer import Detection, DigitRecognizer
 from edge_infer.preprocess import normalize_ink
 from edge_infer.vision import Number, _mnist_layout, detect, group_numbers, read_numbers
 
@@ -42,7 +42,9 @@ def _paper(h: int = 480, w: int = 640, level: int = 225) -> np.ndarray:
     return np.clip(np.full((h, w, 3), level, np.float32) + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-def _stamp(frame: np.ndarray, digit_img: np.ndarray, x: int, y: int, height: int, ink: int = 30) -> tuple[int, int, int, int]:
+def _stamp(
+    frame: np.ndarray, digit_img: np.ndarray, x: int, y: int, height: int, ink: int = 30
+) -> tuple[int, int, int, int]:
     """Draws an MNIST digit as dark ink at (x, y), ``height`` px tall; returns its ink box."""
     a = cv2.resize(digit_img.astype(np.float32) / 255.0, (height, height), interpolation=cv2.INTER_CUBIC)
     a = np.clip(a, 0, 1)[..., None]
@@ -120,7 +122,9 @@ def test_forced_polarity(rec, clear_digits):
     frame = _paper()
     _stamp(frame, clear_digits[3], 100, 100, 60)
     assert [d.digit for d in detect(rec, frame, polarity="dark")] == [3]
-    assert detect(rec, frame, polarity="light") == [] or all(d.digit != 3 or d.score < 1 for d in detect(rec, frame, polarity="light"))
+    assert detect(rec, frame, polarity="light") == [] or all(
+        d.digit != 3 or d.score < 1 for d in detect(rec, frame, polarity="light")
+    )
     with pytest.raises(ValueError, match="polarity"):
         detect(rec, frame, polarity="white")
 
@@ -190,8 +194,12 @@ def test_read_numbers_groups_a_line_left_to_right(rec, clear_digits):
 
 
 def test_group_numbers_pure_logic():
-    dets = [Detection((100, 10, 20, 30), 1, 0.9), Detection((10, 12, 20, 30), 4, 0.8),
-            Detection((34, 11, 20, 30), 2, 0.95), Detection((40, 200, 20, 30), 7, 0.99)]
+    dets = [
+        Detection((100, 10, 20, 30), 1, 0.9),
+        Detection((10, 12, 20, 30), 4, 0.8),
+        Detection((34, 11, 20, 30), 2, 0.95),
+        Detection((40, 200, 20, 30), 7, 0.99),
+    ]
     nums = group_numbers(dets)
     assert [n.value for n in nums] == ["42", "1", "7"]
     assert nums[0].scores == (0.8, 0.95) and nums[0].box == (10, 11, 44, 31)
