@@ -305,7 +305,7 @@ class _Saver:
 
         if self.kind == "video":
             if self.writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*_VIDEO_EXTS[self.path.suffix.lower()])
+                fourcc = cv2.VideoWriter.fourcc(*_VIDEO_EXTS[self.path.suffix.lower()])
                 self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (frame.shape[1], frame.shape[0]))
                 if not self.writer.isOpened():
                     raise SourceError(f"cannot write video {self.path} (codec unavailable); save as .avi or PNGs")
@@ -434,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             count = 0
             t_capture = 0.0
             while frame is not None:
-                t = {}
+                t: dict[str, float] = {}
                 dets = detect(rec, frame, min_score=args.min_score, timings=t)
                 numbers = group_numbers(dets)
                 t0 = time.perf_counter()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -44,7 +44,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Number", "detect", "group_numbers", "read_numbers"]
 
-_Boxed = TypeVar("_Boxed")  # Detection or Number: anything with a .box
+
+class _HasBox(Protocol):
+    @property
+    def box(self) -> tuple[int, int, int, int]: ...
+
+
+_Boxed = TypeVar("_Boxed", bound=_HasBox)  # Detection or Number
 _BG_SCALE = 4  # the paper-brightness estimate is made at 1/4 size
 
 
@@ -156,7 +162,7 @@ def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     # The close can dip below a pixel's value at tile edges: take the max so contrast >= 0.
     paper = cv2.max(paper, gray)
-    return cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, floor), scale=255)
+    return cv2.divide(cv2.subtract(paper, gray), np.maximum(paper, np.uint8(floor)), scale=255)
 
 
 def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
@@ -377,7 +383,7 @@ def _candidates(
             gboxes[target] = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
     cands, marks = [], []
     centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
-    for g, gb in zip(groups, gboxes):
+    for members, gb in zip(groups, gboxes):
         inside = np.count_nonzero(
             (centres[:, 0] > gb[0]) & (centres[:, 0] < gb[2]) & (centres[:, 1] > gb[1]) & (centres[:, 1] < gb[3])
         )
@@ -386,13 +392,13 @@ def _candidates(
         bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
         box = (int(gb[0]), int(gb[1]), bw, bh)
         lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
-        fill = sum(int(np.count_nonzero(lab == k)) for k in g) / float(bw * bh)
+        fill = sum(int(np.count_nonzero(lab == k)) for k in members) / float(bw * bh)
         aspect = bw / float(bh)
         if bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07 or fill > (0.92 if aspect < 0.3 else 0.88):
             if bh >= 0.4 * min_h:
                 marks.append(box)
             continue
-        cands.append(_Candidate(box, tuple(g)))
+        cands.append(_Candidate(box, tuple(members)))
     return cands, marks
 
 
