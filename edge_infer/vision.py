@@ -243,12 +243,15 @@ def _erase_lines(
 
     Lines are found by a probabilistic Hough transform on the thin parts of each
     component (strokes under ~11 px wide: rules and grids, not bold digits), longer
-    than anything that may hang on them. Gaps (where a digit touches) are jumped. A
-    stroke cut by an erased line is bridged across it again.
+    than anything that may hang on them. Gaps (where a digit touches) are jumped.
+    Dense grids (squared paper), where the transform misses lines, are also opened
+    with long horizontal and vertical bars. A stroke cut by an erased line is
+    bridged across it again.
     """
     import cv2
 
-    lines = np.zeros_like(mask)
+    lines = np.zeros_like(mask)  # segments from the transform
+    bars = np.zeros_like(mask)  # pixels of long horizontal / vertical runs
     own = np.zeros_like(mask)  # the structures' own pixels: nothing else is erased
     found: list[tuple[float, float, float, float]] = []
     k11 = np.ones((11, 11), np.uint8)
@@ -260,6 +263,7 @@ def _erase_lines(
         thin = cv2.subtract(
             roi, cv2.morphologyEx(roi, cv2.MORPH_OPEN, k11, borderType=cv2.BORDER_CONSTANT, borderValue=0)
         )
+        thin_full = thin
         f = 2 if max(w, h) > 400 else 1  # very big structures: search at half size (4x fewer votes)
         if f > 1:
             thin = cv2.resize(thin, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
@@ -292,14 +296,25 @@ def _erase_lines(
                 cv2.line(thin, p1, p2, 0, 3)
                 cv2.line(lroi, (p1[0] * f, p1[1] * f), (p2[0] * f, p2[1] * f), 255, 3)
                 found.append((x + x1 * f, y + y1 * f, x + x2 * f, y + y2 * f))
-    if not found:
+        # Dense grids (squared paper) defeat the transform: also open with long
+        # horizontal and vertical bars, a pixel of slack across for a slight tilt.
+        hk = int(max(3 * min_h, min(along_x, 0.35 * w)))
+        vk = int(max(3 * min_h, min(along_y, 0.35 * h)))
+        mroi = bars[y : y + h, x : x + w]
+        for k, across, size in ((hk, (3, 1), (hk, 1)), (vk, (1, 3), (1, vk))):
+            if k < (w if size[1] == 1 else h):
+                bar = cv2.getStructuringElement(cv2.MORPH_RECT, size)
+                opened = cv2.morphologyEx(cv2.dilate(roi, np.ones(across, np.uint8)), cv2.MORPH_OPEN, bar)
+                cv2.bitwise_or(mroi, cv2.bitwise_and(opened, thin_full), dst=mroi)
+    if not (lines.any() or bars.any()):
         return mask, found
     # The drawn segments widened to 9 px take the whole width of a rule (thicker
-    # rules give several parallel segments).
-    lines = cv2.bitwise_and(cv2.dilate(lines, np.ones((7, 7), np.uint8)), own)
+    # rules give several parallel segments); the bars are exact, give them 1 px.
+    lines = cv2.dilate(lines, np.ones((5, 5), np.uint8))
+    lines = cv2.bitwise_and(cv2.bitwise_or(lines, cv2.dilate(bars, np.ones((3, 3), np.uint8))), own)
     out = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     # Bridge strokes cut by an erased line: a close of what is left, kept only on the line.
-    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    bridged = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((11, 11), np.uint8))
     return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines)), found
 
 
@@ -318,7 +333,8 @@ def _segment(
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
-    return labels, [c for c in cands if not _on_a_line(c.box, lines)], marks, (lo + hi) // 2
+    cands = [c for c in cands if not _on_a_line(c.box, lines)]
+    return labels, _drop_dashes(cands), marks, (lo + hi) // 2
 
 
 def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, float, float]]) -> bool:
@@ -336,6 +352,28 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
         if abs(d[0] * (cy - y1) - d[1] * (cx - x1)) / length <= max(4.0, 0.5 * min(w, h)):
             return True
     return False
+
+
+def _drop_dashes(cands: list[_Candidate]) -> list[_Candidate]:
+    """Drops thin upright marks that line up in a column with two or more others: the
+    dashes of a faint rule broken up by noise (squared paper), not a column of 1s
+    (which stand apart by more than their height)."""
+    thin = [i for i, c in enumerate(cands) if c.box[2] < 0.35 * c.box[3]]
+    if len(thin) < 3:
+        return cands
+    drop: set[int] = set()
+    for i in thin:
+        xi, yi, wi, hi = cands[i].box
+        cx = xi + wi / 2
+        column = [
+            j
+            for j in thin
+            if abs(cands[j].box[0] + cands[j].box[2] / 2 - cx) <= max(3.0, 0.08 * abs(cands[j].box[1] - yi))
+            and abs(cands[j].box[1] - yi) <= 4 * max(hi, cands[j].box[3])
+        ]
+        if len(column) >= 3:
+            drop.update(column)
+    return [c for i, c in enumerate(cands) if i not in drop]
 
 
 def _candidates(

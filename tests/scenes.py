@@ -6,8 +6,8 @@ ink on paper, 24 to 90 px tall, on a 640x480 frame. Then it does to the page
 what a handheld camera does: a perspective warp, an illumination gradient, a
 soft shadow, a colour cast, defocus blur, sensor noise and JPEG compression.
 Some scenes add distractors that must *not* be read as digits: words and
-single letters (printed and script), ruled lines and sudoku-like grids, a
-page edge on a dark desk. Some scenes are inverted: chalk on a dark board.
+single letters (printed and script), ruled lines, sudoku-like grids, squared
+(graph) paper under the digits, a page edge on a dark desk. Some scenes are inverted: chalk on a dark board.
 
 Everything is drawn from one seed, so ``make_scene(seed, ...)`` is the same
 frame on every machine. Seeds in use: the asserted test uses 20_000..,
@@ -359,7 +359,20 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
         ink = ink * rng.uniform(0.6, 1.3)
     strength = rng.uniform(0.75, 1.0)
     a = canvas.alpha[..., None] * strength
-    page = paper[None, None, :] * (1 - a) + ink[None, None, :] * a
+    page = paper[None, None, :] * np.ones((H, W, 1), np.float32)
+    # Squared (graph) paper under the ink, from its own stream so other scenes stay as they were.
+    sq = np.random.default_rng([seed, 1])
+    if not inverted and sq.random() < 0.12:
+        kinds.append("squared")
+        step = int(sq.integers(22, 36))
+        lines = np.zeros((H, W), np.float32)
+        for v in range(int(sq.integers(0, step)), W, step):
+            cv2.line(lines, (v, 0), (v, H), 1.0, 1)
+        for v in range(int(sq.integers(0, step)), H, step):
+            cv2.line(lines, (0, v), (W, v), 1.0, 1)
+        la = (lines * sq.uniform(0.25, 0.7))[..., None]
+        page = page * (1 - la) + paper * np.array([0.75, 0.72, 0.6]) * la  # blue-grey rules
+    page = page * (1 - a) + ink[None, None, :] * a
     page += rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)  # paper grain
 
     # Perspective: the page seen from a tilted, rotated, handheld camera.
