@@ -327,14 +327,67 @@ def _segment(
     lo, hi = _thresholds(contrast, min_contrast)
     _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
     labels, stats = _components(mask)
+    if np.count_nonzero(_dash_like(stats, min_h)) > 40 and lo < hi:
+        # The threshold sits on faint rules (squared paper) that noise breaks into
+        # dashes: raise it toward the strong ink, which the digits have.
+        lo = (lo + hi) // 2
+        _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
+        labels, stats = _components(mask)
     ids = _structures(labels, stats, min_h, max_h)
     lines: list[tuple[float, float, float, float]] = []
     if ids:
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
         labels, stats = _components(mask)
+    dashes = _dash_lines(mask, labels, stats, min_h)
+    if dashes:
+        lines += dashes
+        labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
     cands = [c for c in cands if not _on_a_line(c.box, lines)]
     return labels, _drop_dashes(cands), marks, (lo + hi) // 2
+
+
+def _dash_like(stats: np.ndarray, min_h: int) -> np.ndarray:
+    """Per component: a thin short straight piece, like a dash of a broken rule."""
+    w, h = stats[:, 2], stats[:, 3]
+    long_side, short_side = np.maximum(w, h), np.minimum(w, h)
+    thin = (long_side >= min_h // 2) & (short_side <= 0.3 * long_side) & (long_side <= 4 * min_h)
+    thin[0] = False
+    return thin
+
+
+def _dash_lines(
+    mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, min_h: int
+) -> list[tuple[float, float, float, float]]:
+    """Finds and erases (in ``mask``, in place) rules that noise has broken into dashes.
+
+    Faint rules (squared or ruled paper) often threshold into many short thin pieces,
+    none big enough to be a structure, each like a "1" or a "-". When there are many,
+    the transform looks for long lines through them, jumping gaps of two digit heights.
+    """
+    import cv2
+
+    thin = _dash_like(stats, min_h)
+    if np.count_nonzero(thin) < 12:
+        return []
+    pieces = np.where(thin[labels], np.uint8(255), np.uint8(0))
+    H, W = mask.shape
+    # At quarter size: the dashes become short solid runs, and the search stays cheap.
+    small = cv2.resize(pieces, (max(1, W // 4), max(1, H // 4)), interpolation=cv2.INTER_AREA)
+    length = int(0.3 * min(H, W)) // 4
+    segs = cv2.HoughLinesP(
+        small, 1, np.pi / 180, threshold=max(8, length // 3), minLineLength=length, maxLineGap=max(2, min_h // 2)
+    )
+    if segs is None:
+        return []
+    band = np.zeros_like(mask)
+    found = []
+    for x1, y1, x2, y2 in segs.reshape(-1, 4) * 4 + 2:
+        cv2.line(band, (int(x1), int(y1)), (int(x2), int(y2)), 255, 9)
+        found.append((float(x1), float(y1), float(x2), float(y2)))
+    # Only the dashes themselves go: a digit the line passes through is not a dash.
+    cv2.bitwise_and(mask, cv2.bitwise_not(cv2.bitwise_and(band, pieces)), dst=mask)
+    return found
 
 
 def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, float, float]]) -> bool:
@@ -395,30 +448,37 @@ def _candidates(
     boxes = np.stack([x[ids], y[ids], x[ids] + w[ids], y[ids] + h[ids]], axis=1)
     order = np.argsort(-(boxes[:, 3] - boxes[:, 1]), kind="stable")  # tallest first
     groups: list[list[int]] = []
-    gboxes: list[np.ndarray] = []
+    gb = np.zeros((len(order), 4), np.int64)  # group boxes (x0, y0, x1, y1), the first n in use
+    n = 0
     for j in order:
         b = boxes[j]
         bh, bw = b[3] - b[1], b[2] - b[0]
         target = -1
-        for g, gb in enumerate(gboxes):
-            gh, gw = gb[3] - gb[1], gb[2] - gb[0]
-            if bh > 0.75 * gh or gw > 1.2 * gh or gh > max_h:
-                continue  # comparable pieces are separate marks (two digits side by side)
-            overlap_x = min(b[2], gb[2]) - max(b[0], gb[0])
-            gap_y = max(gb[1] - b[3], b[1] - gb[3], 0)
-            if overlap_x >= 0.5 * bw and gap_y <= max(2, 0.2 * gh):
-                merged = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
-                mh, mw = merged[3] - merged[1], merged[2] - merged[0]
-                if mh <= max_h and mw <= 1.2 * mh:
-                    target = g
-                    break
+        if n:
+            g = gb[:n]
+            gh, gw = g[:, 3] - g[:, 1], g[:, 2] - g[:, 0]
+            # A smaller piece over or under a mark joins it (a detached bar, a broken
+            # stroke); comparable pieces side by side are separate marks (two digits).
+            fits = (bh <= 0.75 * gh) & (gw <= 1.2 * gh) & (gh <= max_h)
+            fits &= np.minimum(b[2], g[:, 2]) - np.maximum(b[0], g[:, 0]) >= 0.5 * bw
+            fits &= np.maximum(np.maximum(g[:, 1] - b[3], b[1] - g[:, 3]), 0) <= np.maximum(2, 0.2 * gh)
+            mh = np.maximum(b[3], g[:, 3]) - np.minimum(b[1], g[:, 1])
+            fits &= (mh <= max_h) & (np.maximum(b[2], g[:, 2]) - np.minimum(b[0], g[:, 0]) <= 1.2 * mh)
+            hits = np.flatnonzero(fits)
+            target = int(hits[0]) if len(hits) else -1
         if target < 0:
             groups.append([int(ids[j])])
-            gboxes.append(b.copy())
+            gb[n] = b
+            n += 1
         else:
             groups[target].append(int(ids[j]))
-            gb = gboxes[target]
-            gboxes[target] = np.array([min(b[0], gb[0]), min(b[1], gb[1]), max(b[2], gb[2]), max(b[3], gb[3])])
+            gb[target] = [
+                min(b[0], gb[target, 0]),
+                min(b[1], gb[target, 1]),
+                max(b[2], gb[target, 2]),
+                max(b[3], gb[target, 3]),
+            ]
+    gboxes = gb[:n]
     cands, marks = [], []
     centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
     for members, gb in zip(groups, gboxes):
