@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=120, help="frames to draw (default 120)")
     ap.add_argument("--seed", type=int, default=BENCH_SEED, help=f"first seed (default {BENCH_SEED})")
     ap.add_argument("--model", default=None, help="a .tflite model (default: the shipped one)")
-    ap.add_argument("--min-score", type=float, default=0.7)
+    ap.add_argument("--min-score", type=float, default=0.85)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -357,7 +357,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-threads", type=int, default=None, help="interpreter threads")
     parser.add_argument("--width", type=int, default=640, help="capture width asked of a camera (default 640)")
     parser.add_argument("--height", type=int, default=480, help="capture height asked of a camera (default 480)")
-    parser.add_argument("--min-score", type=float, default=0.7, help="drop digits read with a lower probability")
+    parser.add_argument(
+        "--min-score", type=float, default=0.85, help="drop digits read with a lower probability (default 0.85)"
+    )
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument(
         "--retries",

@@ -658,7 +658,7 @@ def detect(
     *,
     min_height: int = 16,
     max_height: int | None = None,
-    min_score: float = 0.7,
+    min_score: float = 0.85,
     polarity: str = "auto",
     max_side: int = 1280,
     min_contrast: float = 0.12,

@@ -21,9 +21,9 @@ TEST_FRAMES = 40
 # The issue's targets, asserted with a small margin (not met yet: see test_issue_targets).
 TARGET_RECALL, TARGET_PRECISION = 0.97 - 0.01, 0.99 - 0.01
 # Floors under what the shipped model and this pipeline measure on these 40 frames
-# (recall 0.933, precision 0.916, and 0.975 in frames without words or letters):
+# (recall 0.925, precision 0.944, and 0.983 in frames without words or letters):
 # a regression guard, not the goal.
-MIN_RECALL, MIN_PRECISION, MIN_PRECISION_WITHOUT_TEXT = 0.92, 0.90, 0.96
+MIN_RECALL, MIN_PRECISION, MIN_PRECISION_WITHOUT_TEXT = 0.91, 0.93, 0.97
 
 
 @pytest.fixture(scope="module")
