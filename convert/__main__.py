@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the progress
 
@@ -122,6 +123,20 @@ def _train_cfg(a: argparse.Namespace):
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, limit=a.limit, seed=a.seed, verbose=2)
 
 
+
+def _evaluate(a: argparse.Namespace, data: Any) -> None:
+    from convert import pipeline as pl
+
+    pl.step_evaluate(
+        data,
+        a.out,
+        report_dir=a.out / "report",
+        baseline_epochs=a.baseline_epochs,
+        limit=a.limit,
+        seed=a.seed,
+        calibration=a.calibration,
+    )
+
 def _run(a: argparse.Namespace) -> int:
     from convert import pipeline as pl
 
@@ -187,15 +202,7 @@ def _run(a: argparse.Namespace) -> int:
         if a.saved_model:
             pl.step_saved_model(model, a.saved_model)
     elif a.cmd == "evaluate":
-        pl.step_evaluate(
-            data,
-            a.out,
-            report_dir=a.out / "report",
-            baseline_epochs=a.baseline_epochs,
-            limit=a.limit,
-            seed=a.seed,
-            calibration=a.calibration,
-        )
+        _evaluate(a, data)
     elif a.cmd == "all":
         model = pl.step_train(data, a.out, _train_cfg(a), saved_model=a.saved_model)
         pl.step_quantize(model, data, a.out, calibration=a.calibration, io=a.io)
@@ -207,15 +214,7 @@ def _run(a: argparse.Namespace) -> int:
             min_runtime_version=a.min_runtime_version,
             required=a.compiler is not None,
         )
-        pl.step_evaluate(
-            data,
-            a.out,
-            report_dir=a.out / "report",
-            baseline_epochs=a.baseline_epochs,
-            limit=a.limit,
-            seed=a.seed,
-            calibration=a.calibration,
-        )
+        _evaluate(a, data)
         if a.update_shipped:
             pl.update_shipped(a.out, a.out / "report")
     return 0
