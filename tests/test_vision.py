@@ -21,9 +21,9 @@ TEST_FRAMES = 40
 # The issue's targets, asserted with a small margin (not met yet: see test_issue_targets).
 TARGET_RECALL, TARGET_PRECISION = 0.97 - 0.01, 0.99 - 0.01
 # Floors under what the shipped model and this pipeline measure on these 40 frames
-# (recall 0.925, precision 0.944, and 0.983 in frames without words or letters):
+# (recall 0.947, precision 0.943, and 0.983 in frames without words or letters):
 # a regression guard, not the goal.
-MIN_RECALL, MIN_PRECISION, MIN_PRECISION_WITHOUT_TEXT = 0.91, 0.93, 0.97
+MIN_RECALL, MIN_PRECISION, MIN_PRECISION_WITHOUT_TEXT = 0.93, 0.93, 0.97
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def test_scene_set_recall_and_precision(scene_counts):
 @pytest.mark.xfail(
     strict=False,
     reason="targets not met: single letters and some words are read as digits (a 10-class digit "
-    "model has no 'not a digit' answer) and printed 1s with a foot are read as 2 (no printed "
-    "digits in MNIST); see bench/scenes_bench.py",
+    "model has no 'not a digit' answer), and about 5% of the MNIST test digits are missed or "
+    "misread once drawn on paper and photographed; see bench/scenes_bench.py",
 )
 def test_issue_targets(scene_counts):
     (tp, fp, fn), _ = scene_counts
@@ -308,11 +308,20 @@ def test_fast_layout_matches_the_numpy_reference():
         for _ in range(3):  # a few thick strokes
             p = rng.integers(0, [w, h], (2, 2))
             cv2.line(ink, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 1.0, int(rng.integers(1, 8)))
-        a, b = _mnist_layout(ink).astype(int), normalize_ink(ink).astype(int)
+        a, b = _mnist_layout(ink, thin_bold=False).astype(int), normalize_ink(ink).astype(int)
         diffs.append(np.abs(a - b).mean())
     # The same layout (to rounding); only a stroke right at the thickening threshold may
     # be thickened by one and not the other.
     assert np.median(diffs) < 1 and sum(d > 3 for d in diffs) <= 3, diffs
+
+
+def test_bold_strokes_are_thinned_to_mnist_width():
+    ink = np.zeros((100, 60), np.float32)
+    cv2.line(ink, (30, 5), (30, 95), 1.0, 22)  # a very bold "1": 4.4 px at the 20 px scale
+    cv2.line(ink, (10, 92), (50, 92), 1.0, 14)  # with a foot
+    bold, thinned = (_mnist_layout(ink, thin_bold=t) > 127 for t in (False, True))
+    assert thinned.sum() < 0.85 * bold.sum()
+    assert thinned[4:24, 12:16].any()  # the stem is still there
 
 
 def test_import_does_not_load_opencv():
