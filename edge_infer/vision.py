@@ -462,6 +462,8 @@ def _candidates(
             fits = (bh <= 0.75 * gh) & (gw <= 1.2 * gh) & (gh <= max_h)
             fits &= np.minimum(b[2], g[:, 2]) - np.maximum(b[0], g[:, 0]) >= 0.5 * bw
             fits &= np.maximum(np.maximum(g[:, 1] - b[3], b[1] - g[:, 3]), 0) <= np.maximum(2, 0.2 * gh)
+            if bh <= 0.25 * bw:  # a flat bar joins as a top stroke (a 5's, a 7's), not as a rule below
+                fits &= b[1] + b[3] < g[:, 1] + g[:, 3]
             mh = np.maximum(b[3], g[:, 3]) - np.minimum(b[1], g[:, 1])
             fits &= (mh <= max_h) & (np.maximum(b[2], g[:, 2]) - np.minimum(b[0], g[:, 0]) <= 1.2 * mh)
             hits = np.flatnonzero(fits)
