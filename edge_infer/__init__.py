@@ -14,6 +14,7 @@ from .errors import BackendNotFoundError, DelegateUnavailableError, EdgeInferErr
 from .model import Model, TensorSpec, load_model, read_manifest, shipped_model_path
 from .preprocess import to_mnist
 from .recognizer import Detection, DigitRecognizer, Prediction
+from .vision import Number
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "EdgeInferError",
     "Model",
     "ModelError",
+    "Number",
     "Prediction",
     "TensorSpec",
     "__version__",
