@@ -247,11 +247,14 @@ def _thicken(ink: np.ndarray) -> np.ndarray:
     return np.max([p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
 
 
-def normalize_ink(ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SIZE) -> np.ndarray:
+def normalize_ink(
+    ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SIZE, thin_bold: bool = True
+) -> np.ndarray:
     """Ink map (1 = stroke) -> MNIST layout: tight box, longest side ``box``, centred by mass.
 
     Strokes thinner than MNIST's (under ~1.5 px at 20 px scale, e.g. a thin font
-    or a fine pen seen large) are thickened by one pixel, as MNIST's pen was broad.
+    or a fine pen seen large) are thickened by one pixel, as MNIST's pen was broad;
+    with ``thin_bold``, strokes over ~3.5 px (bold print, a marker) are thinned by one.
 
     Returns:
         uint8 (size, size), white digit on black; all zeros when there is no ink.
@@ -272,6 +275,12 @@ def normalize_ink(ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SI
     edges = float(np.count_nonzero(m[1:] != m[:-1]) + np.count_nonzero(m[:, 1:] != m[:, :-1]))
     if area and edges and 2.0 * area / edges < 1.5:
         small = _thicken(np.pad(small, 1))
+    elif thin_bold and area and edges and 2.0 * area / edges > 3.5:
+        # Bold print or a marker seen large: strokes over 3.5 px at this scale are
+        # thicker than MNIST's pen ever was (a bold "1" with a foot reads as "2").
+        # One 2x2 grey erosion brings them back into MNIST's range.
+        p = np.pad(small, ((1, 0), (1, 0)), mode="edge")
+        small = np.minimum(np.minimum(p[:-1, :-1], p[1:, :-1]), np.minimum(p[:-1, 1:], p[1:, 1:]))
     peak = float(small.max())
     if peak > 0:
         small = np.clip(small / peak, 0.0, 1.0)

@@ -308,11 +308,13 @@ def test_fast_layout_matches_the_numpy_reference():
         for _ in range(3):  # a few thick strokes
             p = rng.integers(0, [w, h], (2, 2))
             cv2.line(ink, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 1.0, int(rng.integers(1, 8)))
-        a, b = _mnist_layout(ink, thin_bold=False).astype(int), normalize_ink(ink).astype(int)
-        diffs.append(np.abs(a - b).mean())
+        for bold in (False, True):
+            a = _mnist_layout(ink, thin_bold=bold).astype(int)
+            b = normalize_ink(ink, thin_bold=bold).astype(int)
+            diffs.append(np.abs(a - b).mean())
     # The same layout (to rounding); only a stroke right at the thickening threshold may
     # be thickened by one and not the other.
-    assert np.median(diffs) < 1 and sum(d > 3 for d in diffs) <= 3, diffs
+    assert np.median(diffs) < 1 and sum(d > 3 for d in diffs) <= 6, diffs
 
 
 def test_bold_strokes_are_thinned_to_mnist_width():
