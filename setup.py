@@ -15,9 +15,7 @@ for line in (HERE / "edge_infer" / "__init__.py").read_text(encoding="utf-8").sp
 # LiteRT publishes wheels for x86-64 and arm64 (Python 3.10+); the older
 # tflite-runtime is the only runtime with armv7l (32-bit Pi OS) wheels, and it
 # needs numpy < 2. Python 3.9 anywhere also gets tflite-runtime.
-LITERT = (
-    'python_version >= "3.10" and platform_machine != "armv7l" and platform_machine != "armv6l"'
-)
+LITERT = 'python_version >= "3.10" and platform_machine != "armv7l" and platform_machine != "armv6l"'
 TFLITE = 'python_version < "3.10" or platform_machine == "armv7l"'
 
 setup(

@@ -57,8 +57,16 @@ class BaselineDetector:
         offset: Adaptive threshold offset below the local mean, in gray levels.
     """
 
-    def __init__(self, interpreter: Any, *, min_height: int = 16, max_height: int | None = None,
-                 min_score: float = 0.7, block: int = 31, offset: int = 10) -> None:
+    def __init__(
+        self,
+        interpreter: Any,
+        *,
+        min_height: int = 16,
+        max_height: int | None = None,
+        min_score: float = 0.7,
+        block: int = 31,
+        offset: int = 10,
+    ) -> None:
         self.interp = interpreter
         inp = interpreter.get_input_details()[0]
         out = interpreter.get_output_details()[0]
@@ -99,8 +107,9 @@ class BaselineDetector:
         import cv2
 
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        ink = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
-                                    self.block, self.offset)
+        ink = cv2.adaptiveThreshold(
+            gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, self.block, self.offset
+        )
         contours, _ = cv2.findContours(ink, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         max_h = self.max_height or gray.shape[0] // 2
         found = []
@@ -156,8 +165,14 @@ class SceneSet:
     source: str
 
 
-def load_scenes(n_frames: int, *, digits_per_frame: tuple[int, int] = (8, 16), mnist_path: str | None = None,
-                use_cache: bool = True, progress: Any = None) -> SceneSet:
+def load_scenes(
+    n_frames: int,
+    *,
+    digits_per_frame: tuple[int, int] = (8, 16),
+    mnist_path: str | None = None,
+    use_cache: bool = True,
+    progress: Any = None,
+) -> SceneSet:
     """The first ``n_frames`` scenes from seed 10,000 on with 8-16 digits (mean near 12).
 
     The frames depend only on ``tests/scenes.py`` and MNIST, so they are cached in
@@ -176,8 +191,14 @@ def load_scenes(n_frames: int, *, digits_per_frame: tuple[int, int] = (8, 16), m
             rows = z["truth"]  # (k, 7): frame, x, y, w, h, digit, is_mnist
             digits = z["digits"]
             source = str(z["source"]) + " (cached)"
-        truths = [tuple(scenes.Truth(tuple(int(v) for v in r[1:5]), int(r[5]), "mnist" if r[6] else "printed")
-                        for r in rows if r[0] == i) for i in range(len(frames))]
+        truths = [
+            tuple(
+                scenes.Truth(tuple(int(v) for v in r[1:5]), int(r[5]), "mnist" if r[6] else "printed")
+                for r in rows
+                if r[0] == i
+            )
+            for i in range(len(frames))
+        ]
         return SceneSet(frames, truths, seeds, digits, source)
     x, y, source = _mnist_test(mnist_path)
     frames, truths, seeds = [], [], []
@@ -194,12 +215,14 @@ def load_scenes(n_frames: int, *, digits_per_frame: tuple[int, int] = (8, 16), m
         seed += 1
     digits = np.ascontiguousarray(x[:64])
     if use_cache:
-        rows = np.array([(i, *t.box, t.digit, t.source == "mnist") for i, ts in enumerate(truths) for t in ts],
-                        np.int32).reshape(-1, 7)
+        rows = np.array(
+            [(i, *t.box, t.digit, t.source == "mnist") for i, ts in enumerate(truths) for t in ts], np.int32
+        ).reshape(-1, 7)
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.stem + ".tmp.npz")
-        np.savez_compressed(tmp, frames=np.stack(frames), seeds=np.array(seeds), truth=rows, digits=digits,
-                            source=np.array(source))
+        np.savez_compressed(
+            tmp, frames=np.stack(frames), seeds=np.array(seeds), truth=rows, digits=digits, source=np.array(source)
+        )
         tmp.replace(cache)
     return SceneSet(frames, truths, seeds, digits, source)
 
@@ -214,7 +237,9 @@ def score(detections_per_frame: list[list[Any]], truths: list[tuple[Any, ...]]) 
     return {
         "recall": tp / (tp + fn) if tp + fn else 0.0,
         "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "tp": tp, "fp": fp, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
     }
 
 
@@ -236,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         base = BaselineDetector(interp)
         for name, fn in (("baseline", base), ("detect", rec.detect)):
             r = score([fn(f) for f in s.frames], s.truths)
-            print(f"{name:<9} recall {r['recall']:.3f}  precision {r['precision']:.3f}  "
-                  f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']})")
+            print(
+                f"{name:<9} recall {r['recall']:.3f}  precision {r['precision']:.3f}  "
+                f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']})"
+            )
     return 0
 
 

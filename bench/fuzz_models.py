@@ -44,8 +44,18 @@ def mutations(data: bytes, n: int, seed: int) -> list[tuple[str, bytes]]:
     """``n`` damaged variants of ``data``, each with the name of its damage."""
     rng = np.random.default_rng(seed)
     size = len(data)
-    kinds = ["bitflip", "bitflips", "truncate", "zero_page", "random_run", "header", "offset",
-             "random_file", "foreign_file", "duplicate_run"]
+    kinds = [
+        "bitflip",
+        "bitflips",
+        "truncate",
+        "zero_page",
+        "random_run",
+        "header",
+        "offset",
+        "random_file",
+        "foreign_file",
+        "duplicate_run",
+    ]
     foreign = [
         b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 200, dtype=np.uint8)),
         b'{"model": "not really"}\n',
@@ -114,8 +124,15 @@ def _child(path: str) -> None:
     os._exit(0)
 
 
-def run_fuzz(cases: int = 1000, *, seed: int = 0, manifest: bool = True, timeout: float = 20.0,
-             jobs: int = 2, progress: bool = False) -> dict:
+def run_fuzz(
+    cases: int = 1000,
+    *,
+    seed: int = 0,
+    manifest: bool = True,
+    timeout: float = 20.0,
+    jobs: int = 2,
+    progress: bool = False,
+) -> dict:
     """Runs the fuzz campaign and returns counts per outcome (and per damage kind)."""
     import edge_infer  # noqa: F401  (imported before forking so children start fast)
     from edge_infer.model import shipped_model_path
@@ -162,13 +179,21 @@ def run_fuzz(cases: int = 1000, *, seed: int = 0, manifest: bool = True, timeout
                 counts[outcome] += 1
                 by_kind.setdefault(kind, Counter())[outcome] += 1
                 if outcome != "typed":
-                    failures.append({"case": i, "kind": kind, "outcome": outcome,
-                                     "signal": -proc.exitcode if outcome == "crash" else None})
+                    failures.append(
+                        {
+                            "case": i,
+                            "kind": kind,
+                            "outcome": outcome,
+                            "signal": -proc.exitcode if outcome == "crash" else None,
+                        }
+                    )
                 done = sum(counts.values())
                 if progress and done % 100 == 0:
                     print(f"  {done}/{cases} cases, {dict(counts)}", flush=True)
     return {
-        "cases": cases, "seed": seed, "manifest": manifest,
+        "cases": cases,
+        "seed": seed,
+        "manifest": manifest,
         "outcomes": {k: counts.get(k, 0) for k in OUTCOMES},
         "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
         "failures": failures[:50],
@@ -187,8 +212,9 @@ def main() -> int:
     args = ap.parse_args()
     mode = "without manifest" if args.no_manifest else "with the shipped manifest"
     print(f"fuzzing the shipped model: {args.cases} damaged copies, {mode}, seed {args.seed}")
-    res = run_fuzz(args.cases, seed=args.seed, manifest=not args.no_manifest, timeout=args.timeout,
-                   jobs=args.jobs, progress=True)
+    res = run_fuzz(
+        args.cases, seed=args.seed, manifest=not args.no_manifest, timeout=args.timeout, jobs=args.jobs, progress=True
+    )
     print(f"\n{'damage':<14}" + "".join(f"{k:>10}" for k in OUTCOMES))
     for kind, c in res["by_kind"].items():
         print(f"{kind:<14}" + "".join(f"{c.get(k, 0):>10}" for k in OUTCOMES))

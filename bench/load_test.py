@@ -46,8 +46,18 @@ def paper_png(digit: np.ndarray, scale: int = 3) -> bytes:
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str, int]:
-    cmd = [sys.executable, "-m", "edge_infer", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--workers", str(args.workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_infer",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--workers",
+        str(args.workers),
+    ]
     if args.model:
         cmd += ["--model", args.model]
     env = {k: v for k, v in os.environ.items() if k != "EDGE_INFER_API_KEY"}
@@ -76,12 +86,18 @@ def summarise(lat_s: list[float], wall: float) -> dict[str, float]:
     ms = np.asarray(lat_s) * 1000.0
     if not len(ms):
         return {"n": 0}
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "max_ms": round(float(ms.max()), 3), "throughput_per_s": round(len(ms) / wall, 1)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "max_ms": round(float(ms.max()), 3),
+        "throughput_per_s": round(len(ms) / wall, 1),
+    }
 
 
-def run_clients(host: str, port: int, bodies: list[tuple[bytes, int]], n: int, clients: int,
-                deadline: float) -> dict[str, Any]:
+def run_clients(
+    host: str, port: int, bodies: list[tuple[bytes, int]], n: int, clients: int, deadline: float
+) -> dict[str, Any]:
     lock = threading.Lock()
     next_i = [0]
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -128,8 +144,16 @@ def run_clients(host: str, port: int, bodies: list[tuple[bytes, int]], n: int, c
         t.join(max(1.0, deadline - time.monotonic() + 35))
     wall = time.perf_counter() - t0
     lat = [x for per in latencies for x in per]
-    return {"sent": next_i[0], "answered": len(lat), "errors": len(errors), "error_samples": errors[:5],
-            "wrong_answers": wrong[0], "timed_out": next_i[0] < n, "wall_s": round(wall, 2), **summarise(lat, wall)}
+    return {
+        "sent": next_i[0],
+        "answered": len(lat),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "wrong_answers": wrong[0],
+        "timed_out": next_i[0] < n,
+        "wall_s": round(wall, 2),
+        **summarise(lat, wall),
+    }
 
 
 def in_process(model: str | None, bodies: list[tuple[bytes, int]], n: int, deadline: float) -> dict[str, Any]:
@@ -141,8 +165,10 @@ def in_process(model: str | None, bodies: list[tuple[bytes, int]], n: int, deadl
     with DigitRecognizer(model, workers=1) as rec:
         for _ in range(20):
             rec.classify(images[0])
-        for name, fn in (("classify", lambda i: rec.classify(images[i])),
-                         ("decode_classify", lambda i: rec.classify(decode_upload(bodies[i][0])))):
+        for name, fn in (
+            ("classify", lambda i: rec.classify(images[i])),
+            ("decode_classify", lambda i: rec.classify(decode_upload(bodies[i][0]))),
+        ):
             lat = []
             t0, c0 = time.perf_counter(), time.process_time()
             for k in range(n):
@@ -190,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         warm = run_clients(host, port, bodies, 100, 4, time.monotonic() + 60)
         cpu0 = cpu_seconds(proc.pid)
         http_res = run_clients(host, port, bodies, args.requests, args.clients, time.monotonic() + args.time_limit)
-        http_res["server_cpu_ms_per_request"] = round(1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, http_res["answered"]), 3)
+        http_res["server_cpu_ms_per_request"] = round(
+            1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, http_res["answered"]), 3
+        )
         http_res["warmup_errors"] = warm["errors"]
     finally:
         proc.terminate()
@@ -200,28 +228,41 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     local = in_process(args.model, bodies, args.in_process, time.monotonic() + 120)
 
-    result = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(), "cpus": os.cpu_count(),
-              "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-              "python": platform.python_version(), "server_workers": args.workers, "clients": args.clients,
-              "image": f"{len(bodies)} MNIST test digits as dark-ink-on-paper PNGs, {np.mean([len(b) for b, _ in bodies]):.0f} B avg",
-              "model_right_on_these": f"{model_right}/{len(pngs)}", "http": http_res, "in_process": local}
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "server_workers": args.workers,
+        "clients": args.clients,
+        "image": f"{len(bodies)} MNIST test digits as dark-ink-on-paper PNGs, {np.mean([len(b) for b, _ in bodies]):.0f} B avg",
+        "model_right_on_these": f"{model_right}/{len(pngs)}",
+        "http": http_res,
+        "in_process": local,
+    }
     rows = [
         (f"HTTP POST /v1/classify ({args.clients} clients, {args.workers} workers)", http_res),
         ("in-process classify (decoded image, 1 thread)", local["classify"]),
         ("in-process decode + classify (1 thread)", local["decode_classify"]),
     ]
-    print(f"model {local['model']} on {local['delegate']} ({local['backend']}), {os.cpu_count()} CPUs, "
-          f"{result['image']}")
+    print(
+        f"model {local['model']} on {local['delegate']} ({local['backend']}), {os.cpu_count()} CPUs, {result['image']}"
+    )
     print(f"load average {result['load_average_1_5_15']} (other work on this machine slows every row alike)")
     print(f"{'':<58} {'n':>7} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8} {'CPU ms':>7}")
     http_res["cpu_ms_per_call"] = http_res["server_cpu_ms_per_request"]
     for name, r in rows:
-        print(f"{name:<58} {r['n']:>7} {r.get('p50_ms', 0):>8.2f} {r.get('p99_ms', 0):>8.2f} "
-              f"{r.get('throughput_per_s', 0):>8.0f} {r.get('cpu_ms_per_call', 0):>7.2f}")
-    print(f"HTTP: {http_res['sent']} sent, {http_res['answered']} answered, {http_res['errors']} errors, "
-          f"{http_res['wrong_answers']} answers differing from in-process classify "
-          "(CPU ms: the server process's per request; this process's per call)"
-          + (" -- TIME LIMIT HIT" if http_res["timed_out"] else ""))
+        print(
+            f"{name:<58} {r['n']:>7} {r.get('p50_ms', 0):>8.2f} {r.get('p99_ms', 0):>8.2f} "
+            f"{r.get('throughput_per_s', 0):>8.0f} {r.get('cpu_ms_per_call', 0):>7.2f}"
+        )
+    print(
+        f"HTTP: {http_res['sent']} sent, {http_res['answered']} answered, {http_res['errors']} errors, "
+        f"{http_res['wrong_answers']} answers differing from in-process classify "
+        "(CPU ms: the server process's per request; this process's per call)"
+        + (" -- TIME LIMIT HIT" if http_res["timed_out"] else "")
+    )
     for e in http_res["error_samples"]:
         print("  error:", e)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,12 @@ import numpy as np
 
 W, ROW_H, LEFT, RIGHT, TOP = 1400, 22, 470, 260, 64
 LO, HI = 0.05, 200.0  # ratio axis (log)
-LIMITS = {("classify", "classify"): 1.3, ("batch", "batch@12"): 1.1, ("detect", "detect"): 0.6,
-          ("startup", "edge_infer"): 1.5}
+LIMITS = {
+    ("classify", "classify"): 1.3,
+    ("batch", "batch@12"): 1.1,
+    ("detect", "detect"): 0.6,
+    ("startup", "edge_infer"): 1.5,
+}
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -38,8 +42,10 @@ def draw(result: dict[str, Any], path: str | Path) -> None:
     h = TOP + ROW_H * len(lines) + 40
     img = np.full((h, W, 3), 255, np.uint8)
     meta = result["meta"]
-    title = (f"edge-infer bench: ratio to the baseline of the same run (median, quartiles)   "
-             f"{meta.get('cpu', '')[:40]}, {meta.get('cores')} cores, {meta.get('started')}")
+    title = (
+        f"edge-infer bench: ratio to the baseline of the same run (median, quartiles)   "
+        f"{meta.get('cpu', '')[:40]}, {meta.get('cores')} cores, {meta.get('started')}"
+    )
     cv2.putText(img, title, (10, 22), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for r in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0):
         x = _x(r)
@@ -65,8 +71,9 @@ def draw(result: dict[str, Any], path: str | Path) -> None:
             xl = _x(limit)
             cv2.line(img, (xl, y + 1), (xl, y + ROW_H - 1), (0, 0, 230), 2)
         base = str(r.get("baseline_label", "")).replace("XNNPACK, 1 thread, ", "")
-        cv2.putText(img, f"{r['ratio']:.2f}x of {base}"[:44], (W - RIGHT + 8, y + 15),
-                    FONT, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
+        cv2.putText(
+            img, f"{r['ratio']:.2f}x of {base}"[:44], (W - RIGHT + 8, y + 15), FONT, 0.4, (30, 30, 30), 1, cv2.LINE_AA
+        )
         y += ROW_H
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):

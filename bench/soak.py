@@ -66,12 +66,21 @@ def main() -> int:
             print(f"  detect   {i + 1:>7}: RSS {points[-1][2]:.1f} MB (+{points[-1][2] - base:.2f})", flush=True)
     growth = max(p[2] for p in points) - base
     final = points[-1][2] - base
-    res = {"classify_calls": args.classify, "detect_calls": args.detect, "rss_after_warmup_mb": round(base, 1),
-           "max_growth_mb": round(growth, 2), "final_growth_mb": round(final, 2),
-           "seconds": round(time.perf_counter() - t0, 1), "target_mb": 5.0, "met": growth <= 5.0,
-           "points": [{"phase": a, "calls": b, "rss_mb": round(c, 2)} for a, b, c in points]}
-    print(f"RSS growth: max {growth:.2f} MB, final {final:.2f} MB (target <= 5 MB: {'met' if res['met'] else 'NOT met'}); "
-          f"{res['seconds']} s")
+    res = {
+        "classify_calls": args.classify,
+        "detect_calls": args.detect,
+        "rss_after_warmup_mb": round(base, 1),
+        "max_growth_mb": round(growth, 2),
+        "final_growth_mb": round(final, 2),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "target_mb": 5.0,
+        "met": growth <= 5.0,
+        "points": [{"phase": a, "calls": b, "rss_mb": round(c, 2)} for a, b, c in points],
+    }
+    print(
+        f"RSS growth: max {growth:.2f} MB, final {final:.2f} MB (target <= 5 MB: {'met' if res['met'] else 'NOT met'}); "
+        f"{res['seconds']} s"
+    )
     if args.json:
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(res, indent=2))

@@ -106,8 +106,17 @@ def _run_child(code: str, env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def measure(model: Path, backend: str, *, rounds: int, root: Path, package_dir: Path, tf_rounds: int = 1,
-            keras_model: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+def measure(
+    model: Path,
+    backend: str,
+    *,
+    rounds: int,
+    root: Path,
+    package_dir: Path,
+    tf_rounds: int = 1,
+    keras_model: Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Runs the children in interleaved rounds; returns the ``startup`` section of the results.
 
     Args:
@@ -120,14 +129,24 @@ def measure(model: Path, backend: str, *, rounds: int, root: Path, package_dir: 
         keras_model: A ``.keras`` file for the tensorflow child, or None.
         progress: Where progress lines go.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
-        [str(package_dir), str(root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join(
+            [str(package_dir), str(root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    )
     from edge_infer.model import shipped_model_path
 
     model_arg = "" if model == shipped_model_path() else repr(str(model))
-    codes = {k: _HEAD + v.format(backend=backend, model=str(model), model_arg=model_arg,
-                                 keras_model=str(keras_model) if keras_model else "") + _TAIL
-             for k, v in _CHILDREN.items()}
+    codes = {
+        k: _HEAD
+        + v.format(
+            backend=backend, model=str(model), model_arg=model_arg, keras_model=str(keras_model) if keras_model else ""
+        )
+        + _TAIL
+        for k, v in _CHILDREN.items()
+    }
     skipped: dict[str, str] = {}
     if importlib.util.find_spec("tensorflow") is None:
         skipped["tensorflow"] = "TensorFlow is not installed here (pip install tensorflow-cpu to compare)"
@@ -151,7 +170,11 @@ def measure(model: Path, backend: str, *, rounds: int, root: Path, package_dir: 
             continue
         cpu = np.array([x["cpu"] for x in runs])
         row: dict[str, Any] = {
-            "label": LABELS[k], "key": k, "value": float(np.median(cpu)) * 1e3, "unit": "ms", "clock": "cpu",
+            "label": LABELS[k],
+            "key": k,
+            "value": float(np.median(cpu)) * 1e3,
+            "unit": "ms",
+            "clock": "cpu",
             "wall": float(np.median([x["seconds"] for x in runs])) * 1e3,
             "wall_ms": float(np.median([x["wall"] for x in runs])) * 1e3,
             "rss_mb": float(np.median([x["rss_kb"] for x in runs])) / 1024.0,
@@ -161,8 +184,15 @@ def measure(model: Path, backend: str, *, rounds: int, root: Path, package_dir: 
             n = min(len(runs), len(base))  # the tensorflow child ran in the first rounds only
             ratios = cpu[:n] / np.array([x["cpu"] for x in base[:n]])
             q1, med, q3 = np.percentile(ratios, [25, 50, 75])
-            row.update(baseline=float(np.median([x["cpu"] for x in base])) * 1e3, baseline_key="litert",
-                       baseline_label="raw runtime", ratio=float(med), q1=float(q1), q3=float(q3), clock="cpu")
+            row.update(
+                baseline=float(np.median([x["cpu"] for x in base])) * 1e3,
+                baseline_key="litert",
+                baseline_label="raw runtime",
+                ratio=float(med),
+                q1=float(q1),
+                q3=float(q3),
+                clock="cpu",
+            )
         rows.append(row)
     notes = [f"{k} skipped: {why}" for k, why in skipped.items()]
     notes += [f"{r['key']}: {r['note']}" for r in rows if r["note"]]

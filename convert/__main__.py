@@ -123,7 +123,6 @@ def _train_cfg(a: argparse.Namespace):
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, limit=a.limit, seed=a.seed, verbose=2)
 
 
-
 def _evaluate(a: argparse.Namespace, data: Any) -> None:
     from convert import pipeline as pl
 
@@ -136,6 +135,7 @@ def _evaluate(a: argparse.Namespace, data: Any) -> None:
         seed=a.seed,
         calibration=a.calibration,
     )
+
 
 def _run(a: argparse.Namespace) -> int:
     from convert import pipeline as pl

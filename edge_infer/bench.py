@@ -117,17 +117,22 @@ def paired(a: Subject, b: Subject) -> dict[str, Any]:
     return {"ratio": float(med), "q1": float(q1), "q3": float(q3), "clock": clock}
 
 
-def row(label: str, s: Subject, base: Subject | None = None, *, unit: str = "us/digit",
-        base_label: str = "", **extra: Any) -> dict[str, Any]:
+def row(
+    label: str, s: Subject, base: Subject | None = None, *, unit: str = "us/digit", base_label: str = "", **extra: Any
+) -> dict[str, Any]:
     """A table row: the subject's median (and its baseline's, on the same clock) in microseconds."""
     out: dict[str, Any] = {"label": label, "key": s.key, "unit": unit}
     if base is None:
         out.update(value=s.median * 1e6, clock=s.clock)
     else:
         p = paired(s, base)
-        out.update(value=float(np.median(getattr(s, p["clock"]))) * 1e6,
-                   baseline=float(np.median(getattr(base, p["clock"]))) * 1e6,
-                   baseline_key=base.key, baseline_label=base_label or base.key, **p)
+        out.update(
+            value=float(np.median(getattr(s, p["clock"]))) * 1e6,
+            baseline=float(np.median(getattr(base, p["clock"]))) * 1e6,
+            baseline_key=base.key,
+            baseline_label=base_label or base.key,
+            **p,
+        )
     out["wall"] = float(np.median(s.wall)) * 1e6
     out.update(extra)
     return out
@@ -221,14 +226,33 @@ def section_latency(ctx: Context) -> dict[str, Any]:
     batch_rows = []
     for n in BATCHES:
         batch_rows.append(row(f"raw set+invoke+get, batch {n}", s[f"raw@{n}"], s["raw@1"], base_label="raw batch 1"))
-        batch_rows.append(row(f"classify_batch({n})", s[f"batch@{n}"], s[f"raw@{n}"], base_label=f"raw batch {n}",
-                              vs_classify=paired(s[f"batch@{n}"], s["classify"])))
-    batch_rows.append(row(f"classify_batch, size cycling {VARYING[0]}-{VARYING[-1]}", s["varying"], s["batch@12"],
-                          base_label="classify_batch(12)"))
-    if "classify-photo" in s:
+        batch_rows.append(
+            row(
+                f"classify_batch({n})",
+                s[f"batch@{n}"],
+                s[f"raw@{n}"],
+                base_label=f"raw batch {n}",
+                vs_classify=paired(s[f"batch@{n}"], s["classify"]),
+            )
+        )
+    batch_rows.append(
+        row(
+            f"classify_batch, size cycling {VARYING[0]}-{VARYING[-1]}",
+            s["varying"],
+            s["batch@12"],
+            base_label="classify_batch(12)",
+        )
+    )
+    if "classify-photo" in s and crop is not None:
         h, w = crop.shape[:2]
-        classify_rows.append(row(f"classify, {h}x{w} BGR scene crop (to_mnist included)", s["classify-photo"],
-                                 s["classify"], base_label="classify of a 28x28"))
+        classify_rows.append(
+            row(
+                f"classify, {h}x{w} BGR scene crop (to_mnist included)",
+                s["classify-photo"],
+                s["classify"],
+                base_label="classify of a 28x28",
+            )
+        )
     return {"classify": {"rows": classify_rows}, "batch": {"rows": batch_rows}}
 
 
@@ -262,30 +286,50 @@ def _find_float(ctx: Context) -> tuple[Path | None, str]:
             return ctx.float_model
         keras_file = p
     else:
-        newest = lambda name: max((p for d in ("runs", "out") for p in (ROOT / d).glob(f"**/{name}")),  # noqa: E731
-                                  key=lambda p: p.stat().st_mtime, default=None)
+
+        def newest(name: str) -> Path | None:
+            found = (p for d in ("runs", "out") for p in (ROOT / d).glob(f"**/{name}"))
+            return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
         found = newest("digits_float.tflite")
         if found is not None:
             ctx.float_model = (found, "newest digits_float.tflite under runs/ or out/")
             return ctx.float_model
         keras_file = newest("digits.keras")
     if keras_file is None:
-        ctx.float_model = (None, "no float model: pass --float-model PATH (digits_float.tflite or digits.keras "
-                                 "from `python -m convert all --out DIR`), or leave one under runs/ or out/")
+        ctx.float_model = (
+            None,
+            "no float model: pass --float-model PATH (digits_float.tflite or digits.keras "
+            "from `python -m convert all --out DIR`), or leave one under runs/ or out/",
+        )
     elif importlib.util.find_spec("tensorflow") is None or not (ROOT / "convert" / "quantize.py").is_file():
-        ctx.float_model = (None, f"{keras_file} needs TensorFlow and the checkout's convert/ to become a "
-                                 "float .tflite; pass a digits_float.tflite with --float-model")
+        ctx.float_model = (
+            None,
+            f"{keras_file} needs TensorFlow and the checkout's convert/ to become a "
+            "float .tflite; pass a digits_float.tflite with --float-model",
+        )
     else:
         import hashlib
         import subprocess
 
-        out = ROOT / "bench" / "results" / "cache" / f"float-{hashlib.sha256(keras_file.read_bytes()).hexdigest()[:16]}.tflite"
+        out = (
+            ROOT
+            / "bench"
+            / "results"
+            / "cache"
+            / f"float-{hashlib.sha256(keras_file.read_bytes()).hexdigest()[:16]}.tflite"
+        )
         if not out.is_file():
             say(f"converting {keras_file} to a float .tflite (TensorFlow, in a child process)")
             out.parent.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-            r = subprocess.run([sys.executable, "-c", _FLOAT_CHILD, str(keras_file), str(out)], env=env,
-                               capture_output=True, text=True, timeout=900)
+            r = subprocess.run(
+                [sys.executable, "-c", _FLOAT_CHILD, str(keras_file), str(out)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             if r.returncode != 0:
                 tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
                 ctx.float_model = (None, f"converting {keras_file} failed: {tail}")
@@ -330,23 +374,28 @@ def section_models(ctx: Context) -> dict[str, Any]:
             except (RuntimeError, ValueError) as e:
                 say(f"models: {key} skipped: {e}")
                 continue
-            subjects[key] = Subject(key, _raw_call(interp, _model_input(interp, _take(ctx.digits, n))), n,
-                                    clock="cpu" if t == 1 else "wall")
+            subjects[key] = Subject(
+                key, _raw_call(interp, _model_input(interp, _take(ctx.digits, n))), n, clock="cpu" if t == 1 else "wall"
+            )
     say(f"models: {len(subjects)} configurations x {ctx.rounds} interleaved rounds")
     interleave(list(subjects.values()), rounds=ctx.rounds, block_s=ctx.block_s, warmup_s=ctx.warmup_s)
     ctx.subjects.update(subjects)
     rows = []
     for key, s in subjects.items():
-        name, xnn, t, n = key.split("|")
+        name, xnn_label, threads, batch = key.split("|")
         base_name = "int8 (float's run)" if name == "float" and "int8_twin" in info else "int8"
-        base = subjects.get(f"{base_name}|xnnpack|1|{n}")
-        label = f"{name}, {'XNNPACK' if xnn == 'xnnpack' else 'no XNNPACK'}, {t} thread{'s' * (t != '1')}, batch {n}"
-        rows.append(row(label, s, None if base is s else base, base_label=f"{base_name}, XNNPACK, 1 thread, batch {n}"))
+        base = subjects.get(f"{base_name}|xnnpack|1|{batch}")
+        xnn_text = "XNNPACK" if xnn_label == "xnnpack" else "no XNNPACK"
+        label = f"{name}, {xnn_text}, {threads} thread{'s' * (threads != '1')}, batch {batch}"
+        rows.append(
+            row(label, s, None if base is s else base, base_label=f"{base_name}, XNNPACK, 1 thread, batch {batch}")
+        )
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > cores or max(THREADS) > cores:
         info.setdefault("notes", []).append(
             f"load average {load:.1f} on {cores} cores: rows with more than one thread (wall clock) "
-            "measure the contention for cores as much as the runtime")
+            "measure the contention for cores as much as the runtime"
+        )
     return {"models": {"rows": rows, **info}}
 
 
@@ -412,18 +461,44 @@ def section_detect(ctx: Context) -> dict[str, Any]:
     rec.close()
     ctx.subjects.update({"detect": det, "detect-baseline": base})
     rows = [
-        row("baseline: adaptive threshold + contours + invoke per crop", base, unit="us/frame",
-            **{k: quality["baseline"][k] for k in ("recall", "precision")}),
-        row("detect (all stages)", det, base, unit="us/frame", base_label="baseline pipeline",
-            **{k: quality["detect"][k] for k in ("recall", "precision")}),
+        row(
+            "baseline: adaptive threshold + contours + invoke per crop",
+            base,
+            unit="us/frame",
+            **{k: quality["baseline"][k] for k in ("recall", "precision")},
+        ),
+        row(
+            "detect (all stages)",
+            det,
+            base,
+            unit="us/frame",
+            base_label="baseline pipeline",
+            **{k: quality["detect"][k] for k in ("recall", "precision")},
+        ),
     ]
     for k, v in stages.items():  # detect's timings are wall time: shares of it, applied to the figure above
         share = float(np.median(np.array(v) / np.array(det.wall)))
-        rows.append({"label": f"  stage {k} (share of detect's wall time)", "key": f"detect:{k}",
-                     "value": share * rows[1]["value"], "unit": "us/frame", "clock": rows[1]["clock"],
-                     "share": share, "wall": float(np.median(v)) * 1e6})
-    return {"detect": {"rows": rows, "quality": quality, "frames": len(frames), "seeds": ctx.scenes.seeds,
-                       "digits": sum(len(t) for t in truths), "scenes_source": ctx.scenes.source}}
+        rows.append(
+            {
+                "label": f"  stage {k} (share of detect's wall time)",
+                "key": f"detect:{k}",
+                "value": share * rows[1]["value"],
+                "unit": "us/frame",
+                "clock": rows[1]["clock"],
+                "share": share,
+                "wall": float(np.median(v)) * 1e6,
+            }
+        )
+    return {
+        "detect": {
+            "rows": rows,
+            "quality": quality,
+            "frames": len(frames),
+            "seeds": ctx.scenes.seeds,
+            "digits": sum(len(t) for t in truths),
+            "scenes_source": ctx.scenes.source,
+        }
+    }
 
 
 def section_startup(ctx: Context) -> dict[str, Any]:
@@ -435,13 +510,23 @@ def section_startup(ctx: Context) -> dict[str, Any]:
     float_path, why = _find_float(ctx)
     keras = [Path(why.split("converted from ", 1)[1])] if why.startswith("converted from ") else []
     keras += [float_path.with_name("digits.keras")] if float_path else []
-    keras += sorted((p for d in ("runs", "out") for p in (ROOT / d).glob("**/digits.keras")),
-                    key=lambda p: -p.stat().st_mtime)
+    keras += sorted(
+        (p for d in ("runs", "out") for p in (ROOT / d).glob("**/digits.keras")), key=lambda p: -p.stat().st_mtime
+    )
     keras_model = next((p for p in keras if p.is_file()), None)
     say(f"startup: fresh processes x {rounds} rounds, TensorFlow in {tf_rounds} (its import takes seconds)")
-    return {"startup": st.measure(ctx.model_path, ctx.backend.name, rounds=rounds, tf_rounds=tf_rounds, root=ROOT,
-                                  package_dir=Path(__file__).resolve().parent.parent,
-                                  keras_model=keras_model, progress=say)}
+    return {
+        "startup": st.measure(
+            ctx.model_path,
+            ctx.backend.name,
+            rounds=rounds,
+            tf_rounds=tf_rounds,
+            root=ROOT,
+            package_dir=Path(__file__).resolve().parent.parent,
+            keras_model=keras_model,
+            progress=say,
+        )
+    }
 
 
 # --------------------------------------------------------------------------- targets and report
@@ -458,11 +543,29 @@ def targets(sections: dict[str, Any], subjects: dict[str, Subject]) -> list[dict
     """Each target of issue 5: value, baseline, ratio, limit, met (None when not measured)."""
     out = []
 
-    def add(name: str, value: float | None, baseline: float | None, ratio: float | None, met: bool | None,
-            unit: str, note: str = "") -> None:
+    def add(
+        name: str,
+        value: float | None,
+        baseline: float | None,
+        ratio: float | None,
+        met: bool | None,
+        unit: str,
+        note: str = "",
+    ) -> None:
         limit, what = TARGETS[name]
-        out.append({"target": name, "what": what, "value": value, "baseline": baseline, "ratio": ratio,
-                    "limit": limit, "met": met, "unit": unit, "note": note})
+        out.append(
+            {
+                "target": name,
+                "what": what,
+                "value": value,
+                "baseline": baseline,
+                "ratio": ratio,
+                "limit": limit,
+                "met": met,
+                "unit": unit,
+                "note": note,
+            }
+        )
 
     s = subjects
     if "classify" in s:
@@ -475,19 +578,37 @@ def targets(sections: dict[str, Any], subjects: dict[str, Subject]) -> list[dict
     if "detect" in s:
         q = sections["detect"]["quality"]
         r = paired(s["detect"], s["detect-baseline"])["ratio"]
-        good = q["detect"]["recall"] >= q["baseline"]["recall"] and q["detect"]["precision"] >= q["baseline"]["precision"]
-        add("detect", s["detect"].median * 1e6, s["detect-baseline"].median * 1e6, r, r <= 0.6 and good, "us/frame",
+        good = (
+            q["detect"]["recall"] >= q["baseline"]["recall"] and q["detect"]["precision"] >= q["baseline"]["precision"]
+        )
+        add(
+            "detect",
+            s["detect"].median * 1e6,
+            s["detect-baseline"].median * 1e6,
+            r,
+            r <= 0.6 and good,
+            "us/frame",
             f"recall {q['detect']['recall']:.3f} vs {q['baseline']['recall']:.3f}, "
-            f"precision {q['detect']['precision']:.3f} vs {q['baseline']['precision']:.3f}")
+            f"precision {q['detect']['precision']:.3f} vs {q['baseline']['precision']:.3f}",
+        )
     ei, raw = _find(sections, "startup", "edge_infer"), _find(sections, "startup", "litert")
     if ei and raw:
         add("startup", ei["value"], raw["value"], ei["ratio"], ei["ratio"] <= 1.5, "ms")
-        add("startup_rss", ei["rss_mb"], raw["rss_mb"], ei["rss_mb"] / raw["rss_mb"], ei["rss_mb"] <= 60.0, "MB",
-            "limit is absolute (MB), baseline is the raw runtime's RSS")
+        add(
+            "startup_rss",
+            ei["rss_mb"],
+            raw["rss_mb"],
+            ei["rss_mb"] / raw["rss_mb"],
+            ei["rss_mb"] <= 60.0,
+            "MB",
+            "limit is absolute (MB), baseline is the raw runtime's RSS",
+        )
     measured = {t["target"] for t in out}
     for name in TARGETS:  # every target is reported, measured or not
         if name not in measured:
-            section = {"batch12_vs_raw": "batch", "batch12_vs_classify": "batch", "startup_rss": "startup"}.get(name, name)
+            section = {"batch12_vs_raw": "batch", "batch12_vs_classify": "batch", "startup_rss": "startup"}.get(
+                name, name
+            )
             why = sections.get(section, {}).get("skipped", f"section {section!r} was not run")
             add(name, None, None, None, None, "", why)
     return sorted(out, key=lambda t: list(TARGETS).index(t["target"]))
@@ -508,11 +629,15 @@ def _fmt(v: float | None, unit: str) -> str:
 def print_report(result: dict[str, Any]) -> None:
     """The tables for people: every row, then the targets."""
     m = result["meta"]
-    print(f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores, load average "
-          f"{m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}), {m['backend']}, {Path(m['model']).name} "
-          f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s)")
-    print("value = median over interleaved rounds; ratio = median of per-round ratios [quartiles]; "
-          "cpu = process CPU time, wall = elapsed")
+    print(
+        f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores, load average "
+        f"{m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}), {m['backend']}, {Path(m['model']).name} "
+        f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s)"
+    )
+    print(
+        "value = median over interleaved rounds; ratio = median of per-round ratios [quartiles]; "
+        "cpu = process CPU time, wall = elapsed"
+    )
     for name, sec in result["sections"].items():
         if "skipped" in sec:
             print(f"== {name}: skipped: {sec['skipped']}")
@@ -538,8 +663,10 @@ def print_report(result: dict[str, Any]) -> None:
     for t in result["targets"]:
         met = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
-        print(f"  {t['what']:<78} {_fmt(t['value'], t['unit']):>10} vs {_fmt(t['baseline'], t['unit']):>10}"
-              f"  {ratio:>6} (limit {t['limit']:g})  {met}{'  ' + t['note'] if t['note'] else ''}")
+        print(
+            f"  {t['what']:<78} {_fmt(t['value'], t['unit']):>10} vs {_fmt(t['baseline'], t['unit']):>10}"
+            f"  {ratio:>6} (limit {t['limit']:g})  {met}{'  ' + t['note'] if t['note'] else ''}"
+        )
 
 
 def _source_state() -> dict[str, Any]:
@@ -547,10 +674,16 @@ def _source_state() -> dict[str, Any]:
     import subprocess
 
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "edge_infer", "bench", "tests/scenes.py"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "edge_infer", "bench", "tests/scenes.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": head, "uncommitted": sorted(line[3:] for line in dirty if line.strip())} if head else {}
@@ -564,8 +697,14 @@ def _machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"machine": platform.machine(), "cpu": cpu or platform.processor(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform()}
+    return {
+        "machine": platform.machine(),
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
 
 
 # --------------------------------------------------------------------------- CLI
@@ -597,23 +736,33 @@ class Context:
         return np.ascontiguousarray(frame[max(0, y - m) : y + h + m, max(0, x - m) : x + w + m])
 
 
-SECTIONS = {"latency": section_latency, "models": section_models, "detect": section_detect,
-            "startup": section_startup}
+SECTIONS = {"latency": section_latency, "models": section_models, "detect": section_detect, "startup": section_startup}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edge-infer bench``."""
     p.add_argument("--quick", action="store_true", help="a short run (fewer rounds and frames): a smoke test")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
-                   help=f"write the results here (default {DEFAULT_JSON})")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="PATH",
+        help=f"write the results here (default {DEFAULT_JSON})",
+    )
     p.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also draw the ratios as a PNG")
     p.add_argument("--model", default=None, help="the int8 model (default: the shipped one)")
-    p.add_argument("--float-model", default=None, metavar="PATH",
-                   help="a float .tflite to compare (default: the newest digits_float.tflite under runs/ or out/)")
+    p.add_argument(
+        "--float-model",
+        default=None,
+        metavar="PATH",
+        help="a float .tflite to compare (default: the newest digits_float.tflite under runs/ or out/)",
+    )
     p.add_argument("--threads", type=int, default=1, help="interpreter threads outside the models section (default 1)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 21, quick 5)")
     p.add_argument("--frames", type=int, default=None, help="scene frames for detect (default 30, quick 4)")
-    p.add_argument("--mnist", default=None, metavar="PATH", help="MNIST (a Keras mnist.npz or IDX directory) for the scenes")
+    p.add_argument(
+        "--mnist", default=None, metavar="PATH", help="MNIST (a Keras mnist.npz or IDX directory) for the scenes"
+    )
     p.add_argument("--only", default=None, metavar="LIST", help=f"comma-separated sections: {', '.join(SECTIONS)}")
 
 
@@ -634,14 +783,23 @@ def run(args: argparse.Namespace) -> int:
     backend = get_backend()
     content = model_path.read_bytes()
     rounds = args.rounds or (5 if args.quick else 21)
-    ctx = Context(args, model_path, content, backend, digits=np.zeros((0, 28, 28), np.uint8), rounds=rounds,
-                  block_s=0.005 if args.quick else 0.02, warmup_s=0.1 if args.quick else 0.5)
+    ctx = Context(
+        args,
+        model_path,
+        content,
+        backend,
+        digits=np.zeros((0, 28, 28), np.uint8),
+        rounds=rounds,
+        block_s=0.005 if args.quick else 0.02,
+        warmup_s=0.1 if args.quick else 0.5,
+    )
     ctx.clock = "cpu" if args.threads == 1 else "wall"
     ctx.detect_module = _checkout_module("detect_baseline")
     if ctx.detect_module is not None:
         try:
-            ctx.scenes = ctx.detect_module.load_scenes(args.frames or (4 if args.quick else 30),
-                                                       mnist_path=args.mnist, progress=say)
+            ctx.scenes = ctx.detect_module.load_scenes(
+                args.frames or (4 if args.quick else 30), mnist_path=args.mnist, progress=say
+            )
             ctx.digits = ctx.scenes.digits
             say(f"scenes: {len(ctx.scenes.frames)} frames from {ctx.scenes.source}")
         except Exception as e:  # no MNIST, no PIL or fonts: the section says why
@@ -655,15 +813,24 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(model_path) or {}
     result = {
         "meta": {
-            "edge_infer": _version(), "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            "seconds": round(time.time() - started, 1), "quick": bool(args.quick), "rounds": rounds,
-            "threads": args.threads, "delegate": "cpu", "backend": f"{backend.name} {backend.version}",
-            "model": str(model_path), "macs_per_digit": manifest.get("macs_per_digit"),
-            "loadavg_start": load_start, "loadavg_end": os.getloadavg(), **_machine(), **_source_state(),
+            "edge_infer": _version(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "seconds": round(time.time() - started, 1),
+            "quick": bool(args.quick),
+            "rounds": rounds,
+            "threads": args.threads,
+            "delegate": "cpu",
+            "backend": f"{backend.name} {backend.version}",
+            "model": str(model_path),
+            "macs_per_digit": manifest.get("macs_per_digit"),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+            **_machine(),
+            **_source_state(),
             "method": "interleaved rounds after a warm-up; value = median over rounds; "
-                      "ratio = median of per-round ratios [quartiles]; clock 'cpu' = process CPU time "
-                      "(single-threaded work: leaves out waiting for a core on a shared machine), "
-                      "'wall' = elapsed time (used where threads run in parallel)",
+            "ratio = median of per-round ratios [quartiles]; clock 'cpu' = process CPU time "
+            "(single-threaded work: leaves out waiting for a core on a shared machine), "
+            "'wall' = elapsed time (used where threads run in parallel)",
         },
         "sections": sections,
         "targets": targets(sections, ctx.subjects),

@@ -32,7 +32,9 @@ _PLUGINS = {
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
-    p.add_argument("--delegate", default="auto", help="auto, cpu, cpu:noxnnpack, edgetpu[:usb|:pci[:N]], gpu, or a library path")
+    p.add_argument(
+        "--delegate", default="auto", help="auto, cpu, cpu:noxnnpack, edgetpu[:usb|:pci[:N]], gpu, or a library path"
+    )
     p.add_argument("--num-threads", type=int, default=None, help="interpreter threads")
 
 
@@ -85,8 +87,16 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         for (path, _), p in zip(images, preds):
             top = [(int(i), float(p.scores[i])) for i in (-p.scores).argsort(kind="stable")[: args.top_k]]
             if args.json:
-                print(json.dumps({"image": path, "digit": p.digit, "score": round(p.score, 4),
-                                  "top_k": [{"digit": d, "score": round(s, 4)} for d, s in top]}))
+                print(
+                    json.dumps(
+                        {
+                            "image": path,
+                            "digit": p.digit,
+                            "score": round(p.score, 4),
+                            "top_k": [{"digit": d, "score": round(s, 4)} for d, s in top],
+                        }
+                    )
+                )
             else:
                 alts = "  ".join(f"{d}:{s:.3f}" for d, s in top[1:])
                 print(f"{path}: {p.digit}  (score {p.score:.3f}{'; ' + alts if alts else ''})")

@@ -103,8 +103,7 @@ def parse_delegate(spec: str | os.PathLike[str] | DelegateSpec | None) -> Delega
         spec = os.fspath(spec)
     if not isinstance(spec, str):
         raise TypeError(
-            f"delegate must be a string such as 'auto', 'cpu', 'edgetpu' or a library "
-            f"path, not {type(spec).__name__}"
+            f"delegate must be a string such as 'auto', 'cpu', 'edgetpu' or a library path, not {type(spec).__name__}"
         )
     text = spec.strip()
     low = text.lower()
@@ -149,25 +148,18 @@ def _validate_options(options: Mapping[str, Any] | None) -> dict[str, str]:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
-        raise TypeError(
-            f"delegate_options must be a dict of option name -> value, not {type(options).__name__}"
-        )
+        raise TypeError(f"delegate_options must be a dict of option name -> value, not {type(options).__name__}")
     out: dict[str, str] = {}
     for key, value in options.items():
         if not isinstance(key, str) or not key:
             raise TypeError(f"delegate option names must be non-empty strings, got {key!r}")
         if not isinstance(value, (str, int, float, bool)):
-            raise TypeError(
-                f"delegate option {key!r} must be a string, number or bool, not "
-                f"{type(value).__name__}"
-            )
+            raise TypeError(f"delegate option {key!r} must be a string, number or bool, not {type(value).__name__}")
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
 
 
-def load_external(
-    library: str, options: Mapping[str, Any] | None = None, *, backend: Backend | None = None
-) -> Any:
+def load_external(library: str, options: Mapping[str, Any] | None = None, *, backend: Backend | None = None) -> Any:
     """Loads an external delegate library through the runtime's own ``Delegate``.
 
     Args:
@@ -186,7 +178,7 @@ def load_external(
     """
     opts = _validate_options(options)
     backend = backend or get_backend()
-    cls = backend.delegate_class
+    cls: Any = backend.delegate_class
     # The runtime's Delegate.__del__ assumes its __init__ finished; when loading
     # fails it would print "Exception ignored ..." (or call the destroy function
     # with a NULL pointer). Pre-setting _library makes a failed object inert.
@@ -200,9 +192,7 @@ def load_external(
     return delegate
 
 
-def load_delegate_for(
-    spec: DelegateSpec, options: Mapping[str, Any] | None, backend: Backend
-) -> Any:
+def load_delegate_for(spec: DelegateSpec, options: Mapping[str, Any] | None, backend: Backend) -> Any:
     """Loads the delegate object for an explicit spec (not ``auto``/``cpu``).
 
     Raises:
@@ -217,8 +207,7 @@ def load_delegate_for(
             return load_external(lib, opts, backend=backend)
         except OSError as e:
             raise DelegateUnavailableError(
-                f"delegate {spec.text!r}: the Edge TPU runtime library {lib} could not be "
-                f"loaded ({e}); {EDGETPU_FIX}"
+                f"delegate {spec.text!r}: the Edge TPU runtime library {lib} could not be loaded ({e}); {EDGETPU_FIX}"
             ) from e
         except ValueError as e:
             where = f"device {opts['device']!r}" if opts.get("device") else "any device"
@@ -291,6 +280,7 @@ def plan_auto(path: Path, content: bytes, backend: Backend, *, verify: bool = Tr
         ModelError: The twin that would be loaded is damaged.
     """
     cpu_path: Path | None
+    tpu_path: Path | None
     if is_edgetpu_model(path, content):
         tpu_path, tpu_content = path, content
         cpu_path = None
@@ -299,7 +289,8 @@ def plan_auto(path: Path, content: bytes, backend: Backend, *, verify: bool = Tr
             cpu_path = twin if twin.is_file() else None
     else:
         twin = path.with_name(path.stem + EDGETPU_SUFFIX + path.suffix)
-        tpu_path, tpu_content, cpu_path = (twin, b"", path) if twin.is_file() else (None, b"", path)
+        tpu_content, cpu_path = b"", path
+        tpu_path = twin if twin.is_file() else None
         if tpu_path is None:
             log.info("auto: Edge TPU skipped: %s is not compiled for it and has no %s twin", path.name, twin.name)
 

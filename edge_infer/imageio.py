@@ -163,9 +163,8 @@ def decode_image(data: bytes) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
-                arr = np.asarray(im)
+            with Image.open(io.BytesIO(data)) as opened:
+                arr = np.asarray(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened)
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"not a decodable image ({e})") from e
         return np.ascontiguousarray(arr[:, :, ::-1] if arr.ndim == 3 else arr)

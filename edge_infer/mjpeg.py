@@ -51,15 +51,22 @@ class LiveStream:
     BOUNDARY = "frame"
     MAX_VIEWERS = 4
 
-    def __init__(self, recognizer: DigitRecognizer, source: Callable[[], Any], *, max_fps: float = 15.0,
-                 idle_stop: float = 3.0, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self,
+        recognizer: DigitRecognizer,
+        source: Callable[[], Any],
+        *,
+        max_fps: float = 15.0,
+        idle_stop: float = 3.0,
+        jpeg_quality: int = 80,
+    ) -> None:
         """Args:
-            recognizer: Reads the digits in each frame.
-            source: A callable returning an :class:`edge_infer.camera.FrameSource`, called
-                each time capture starts (and again when a file ends, to loop it).
-            max_fps: Frames per second at most (a clip plays at its own rate below this).
-            idle_stop: Seconds without viewers before the capture stops.
-            jpeg_quality: 1-100.
+        recognizer: Reads the digits in each frame.
+        source: A callable returning an :class:`edge_infer.camera.FrameSource`, called
+            each time capture starts (and again when a file ends, to loop it).
+        max_fps: Frames per second at most (a clip plays at its own rate below this).
+        idle_stop: Seconds without viewers before the capture stops.
+        jpeg_quality: 1-100.
         """
         self._rec = recognizer
         self._open = source
@@ -136,9 +143,16 @@ class LiveStream:
     def stats(self) -> dict[str, Any]:
         """Frames captured, FPS, viewers and the numbers in the latest frame."""
         with self._cond:
-            return {"source": self.name, "running": self._thread is not None, "frames": self._seq,
-                    "fps": round(self._fps, 1), "viewers": self._viewers, "digits": self._digits,
-                    "numbers": self._numbers, "error": self._error}
+            return {
+                "source": self.name,
+                "running": self._thread is not None,
+                "frames": self._seq,
+                "fps": round(self._fps, 1),
+                "viewers": self._viewers,
+                "digits": self._digits,
+                "numbers": self._numbers,
+                "error": self._error,
+            }
 
     def _capture(self) -> None:
         import cv2
@@ -181,8 +195,11 @@ class LiveStream:
                     ok, jpg = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
                     if not ok:
                         raise ValueError(f"JPEG encoding failed for a {frame.shape} frame")
-                    part = (f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n"
-                            .encode() + jpg.tobytes() + b"\r\n")
+                    part = (
+                        f"--{self.BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n".encode()
+                        + jpg.tobytes()
+                        + b"\r\n"
+                    )
                     with self._cond:
                         self._part, self._seq = part, self._seq + 1
                         self._numbers = list(numbers)

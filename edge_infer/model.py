@@ -37,6 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output tensor, read once at load.
@@ -383,5 +384,12 @@ def load_model(
         name = spec.kind if spec.kind in ("edgetpu", "gpu") else (spec.library or spec.text)
         return _build(p, content, backend, name, obj, num_threads, manifest)
     plan = plan_auto(p, content, backend, verify=verify)
-    return _build(plan.path, plan.content, backend, plan.delegate, plan.delegate_obj, num_threads,
-                  read_manifest(plan.path) or manifest)
+    return _build(
+        plan.path,
+        plan.content,
+        backend,
+        plan.delegate,
+        plan.delegate_obj,
+        num_threads,
+        read_manifest(plan.path) or manifest,
+    )

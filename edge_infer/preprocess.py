@@ -27,7 +27,9 @@ _BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 def _check_image(image: Any, what: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{what} must be a numpy array (h, w) or (h, w, c), not {type(image).__name__}")
-    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+    if image.dtype == np.bool_ or not (
+        np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    ):
         raise TypeError(f"{what} dtype {image.dtype} is not numeric; pass uint8 or float pixels")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(
@@ -117,8 +119,11 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     main = int(np.argmax(weight))
     # the digit: the main component and the pieces near it (broken strokes)
     pad = 0.25 * max(bw[main], bh[main])
-    near = (x < x[main] + bw[main] + pad) & (x + bw > x[main] - pad) & (y < y[main] + bh[main] + pad) & (
-        y + bh > y[main] - pad
+    near = (
+        (x < x[main] + bw[main] + pad)
+        & (x + bw > x[main] - pad)
+        & (y < y[main] + bh[main] + pad)
+        & (y + bh > y[main] - pad)
     )
     keep = near & (area >= 0.05 * area[main]) & ~along_border
     keep[main] = True

@@ -102,8 +102,10 @@ class DigitRecognizer:
             ]
         self.model = models[0]
         spec = self.model.input
-        if len(spec.shape) not in (3, 4) or spec.shape[1:3] != (MNIST_SIZE, MNIST_SIZE) or (
-            len(spec.shape) == 4 and spec.shape[3] != 1
+        if (
+            len(spec.shape) not in (3, 4)
+            or spec.shape[1:3] != (MNIST_SIZE, MNIST_SIZE)
+            or (len(spec.shape) == 4 and spec.shape[3] != 1)
         ):
             for m in models:
                 m.close()
@@ -218,15 +220,14 @@ class DigitRecognizer:
         Returns:
             One prediction per crop, in order (an empty list for no crops).
         """
+        batch: np.ndarray | None
         if isinstance(images, np.ndarray):
             if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE) and images.dtype == np.uint8:
                 batch = images
             elif images.ndim in (3, 4) and images.shape[0] >= 0:
                 batch = np.stack([to_mnist(im) for im in images]) if len(images) else None
             else:
-                raise ValueError(
-                    f"images has shape {images.shape}; pass (N, 28, 28) uint8 or a list of crops"
-                )
+                raise ValueError(f"images has shape {images.shape}; pass (N, 28, 28) uint8 or a list of crops")
         elif isinstance(images, (list, tuple)):
             batch = np.stack([to_mnist(im) for im in images]) if images else None
         else:

@@ -72,9 +72,7 @@ class Backend:
                     f"backend {self.name} {self.version} cannot switch XNNPACK off; "
                     "use ai-edge-litert for delegate='cpu:noxnnpack'"
                 )
-            kwargs["experimental_op_resolver_type"] = (
-                self.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            )
+            kwargs["experimental_op_resolver_type"] = self.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         return self.interpreter_class(**kwargs)
 
 
@@ -154,6 +152,4 @@ def get_backend(name: str | None = None) -> Backend:
             log.info("TFLite backend: %s %s", backend.name, backend.version)
             _cache[key] = backend
             return backend
-    raise BackendNotFoundError(
-        "no TFLite runtime could be imported (" + "; ".join(errors) + "); " + _INSTALL_HINT
-    )
+    raise BackendNotFoundError("no TFLite runtime could be imported (" + "; ".join(errors) + "); " + _INSTALL_HINT)

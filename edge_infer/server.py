@@ -103,8 +103,11 @@ def create_app(
     def check_request() -> Any:
         if key is not None and request.path != "/healthz" and not authorised():
             scheme = "Bearer" if request.path.startswith("/v1/") else "Basic"
-            return error(401, "missing or wrong API key: send it as X-API-Key",
-                         {"WWW-Authenticate": f'{scheme} realm="edge-infer"'})
+            return error(
+                401,
+                "missing or wrong API key: send it as X-API-Key",
+                {"WWW-Authenticate": f'{scheme} realm="edge-infer"'},
+            )
         if request.content_length is not None and request.content_length > max_bytes:
             return error(413, f"request body is {request.content_length} bytes; the limit is {max_bytes}")
         return None
@@ -141,8 +144,11 @@ def create_app(
         except (ValueError, TypeError) as e:  # the image passed the checks above: say why it cannot be read
             raise ClientError(400, f"cannot read a digit in this image: {e}") from None
         order = np.argsort(-p.scores, kind="stable")[: int(k)]
-        return jsonify(digit=p.digit, score=round(p.score, 4),
-                       top_k=[{"digit": int(i), "score": round(float(p.scores[i]), 4)} for i in order])
+        return jsonify(
+            digit=p.digit,
+            score=round(p.score, 4),
+            top_k=[{"digit": int(i), "score": round(float(p.scores[i]), 4)} for i in order],
+        )
 
     @app.post("/v1/detect")
     def detect() -> Any:
@@ -151,9 +157,12 @@ def create_app(
             detections, numbers = read_frame(recognizer, frame)
         except (ValueError, TypeError) as e:
             raise ClientError(400, f"cannot read this image: {e}") from None
-        return jsonify(width=int(frame.shape[1]), height=int(frame.shape[0]),
-                       detections=[_detection_json(d) for d in detections],
-                       numbers=[_number_json(n) for n in numbers])
+        return jsonify(
+            width=int(frame.shape[1]),
+            height=int(frame.shape[0]),
+            detections=[_detection_json(d) for d in detections],
+            numbers=[_number_json(n) for n in numbers],
+        )
 
     probe = np.zeros((28, 28), np.uint8)
 
@@ -169,11 +178,16 @@ def create_app(
     @app.get("/v1/model")
     def model() -> Any:
         m = recognizer.model
-        return jsonify(name=m.path.name, sha256=m.sha256, backend=m.backend, backend_version=m.backend_version,
-                       delegate=m.delegate,
-                       input={"shape": list(m.input.shape), "dtype": str(m.input.dtype)},
-                       output={"shape": list(m.output.shape), "dtype": str(m.output.dtype)},
-                       manifest=m.manifest)
+        return jsonify(
+            name=m.path.name,
+            sha256=m.sha256,
+            backend=m.backend,
+            backend_version=m.backend_version,
+            delegate=m.delegate,
+            input={"shape": list(m.input.shape), "dtype": str(m.input.dtype)},
+            output={"shape": list(m.output.shape), "dtype": str(m.output.dtype)},
+            manifest=m.manifest,
+        )
 
     @app.get("/")
     def index() -> Any:
@@ -195,8 +209,11 @@ def create_app(
             frames = camera.subscribe()
         except StreamBusyError as e:
             raise ClientError(503, str(e)) from None
-        return Response(frames, mimetype=f"multipart/x-mixed-replace; boundary={LiveStream.BOUNDARY}",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            frames,
+            mimetype=f"multipart/x-mixed-replace; boundary={LiveStream.BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.errorhandler(ClientError)
     def client_error(e: ClientError) -> Any:
@@ -222,8 +239,12 @@ def _detection_json(d: Any) -> dict[str, Any]:
 
 def _number_json(n: Any) -> dict[str, Any]:
     """A :class:`edge_infer.vision.Number` as JSON: ``value`` is a string (leading zeros kept)."""
-    return {"box": [int(v) for v in n.box], "value": str(n.value), "digits": [int(d.digit) for d in n.digits],
-            "scores": [round(float(s), 4) for s in n.scores]}
+    return {
+        "box": [int(v) for v in n.box],
+        "value": str(n.value),
+        "digits": [int(d.digit) for d in n.digits],
+        "scores": [round(float(s), 4) for s in n.scores],
+    }
 
 
 # -- serving ----------------------------------------------------------------
@@ -233,14 +254,29 @@ class Server:
     ``stop()`` may be called from any thread (or a signal handler) and is idempotent.
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 4,
-                 max_body: int = DEFAULT_MAX_BYTES, camera: LiveStream | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        threads: int = 4,
+        max_body: int = DEFAULT_MAX_BYTES,
+        camera: LiveStream | None = None,
+    ) -> None:
         from waitress.server import create_server
 
         # waitress buffers a body before the app sees it: cap that too (the app answers
         # bodies up to this size with its own JSON 413, waitress drops bigger ones).
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="edge-infer",
-                                     max_request_body_size=max_body + 1024 * 1024, clear_untrusted_proxy_headers=True)
+        self._server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="edge-infer",
+            max_request_body_size=max_body + 1024 * 1024,
+            clear_untrusted_proxy_headers=True,
+        )
         self.host, self.port = str(self._server.effective_host), int(self._server.effective_port)
         self._camera = camera
         self._stop = threading.Event()
@@ -259,8 +295,9 @@ class Server:
         srv = self._server
         try:
             while not self._stop.is_set():
-                wasyncore.loop(timeout=srv.adj.asyncore_loop_timeout, map=srv._map,
-                               use_poll=srv.adj.asyncore_use_poll, count=1)
+                wasyncore.loop(
+                    timeout=srv.adj.asyncore_loop_timeout, map=srv._map, use_poll=srv.adj.asyncore_use_poll, count=1
+                )
         finally:
             if self._camera is not None:
                 self._camera.close()  # ends the MJPEG responses, freeing their threads
@@ -291,8 +328,15 @@ class Server:
         self.stop()
 
 
-def make_server(app: Any, *, host: str = "127.0.0.1", port: int = 8080, threads: int = 4,
-                max_body: int = DEFAULT_MAX_BYTES, camera: LiveStream | None = None) -> Server:
+def make_server(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    threads: int = 4,
+    max_body: int = DEFAULT_MAX_BYTES,
+    camera: LiveStream | None = None,
+) -> Server:
     """A :class:`Server` bound to ``host:port`` (port 0 picks a free one; see ``.port``)."""
     return Server(app, host=host, port=port, threads=threads, max_body=max_body, camera=camera)
 
@@ -312,24 +356,40 @@ def _size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the ``serve`` options."""
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1; anything else needs --api-key)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs --api-key)"
+    )
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
     parser.add_argument("--delegate", default="auto", help="auto, cpu, edgetpu[...], gpu, or a library path")
     parser.add_argument("--num-threads", type=int, default=None, help="interpreter threads per worker")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="interpreters, i.e. requests run at once (default: CPU count, at most 4)")
-    parser.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES,
-                        help="largest request body (default 4M; larger gets 413)")
-    parser.add_argument("--api-key", default=None,
-                        help=f"require this key (X-API-Key or Authorization: Bearer); default ${API_KEY_ENV}, "
-                             "which is better: a command line is visible to other users")
-    parser.add_argument("--allow-no-key", action="store_true",
-                        help="bind beyond localhost without an API key (anyone on the network may use it)")
-    parser.add_argument("--camera", default=None, metavar="SOURCE",
-                        help="also serve a live annotated stream at /: a camera index, picamera, a video, "
-                             "an image folder or 'sample' (the bundled clip)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="interpreters, i.e. requests run at once (default: CPU count, at most 4)",
+    )
+    parser.add_argument(
+        "--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, help="largest request body (default 4M; larger gets 413)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require this key (X-API-Key or Authorization: Bearer); default ${API_KEY_ENV}, "
+        "which is better: a command line is visible to other users",
+    )
+    parser.add_argument(
+        "--allow-no-key",
+        action="store_true",
+        help="bind beyond localhost without an API key (anyone on the network may use it)",
+    )
+    parser.add_argument(
+        "--camera",
+        default=None,
+        metavar="SOURCE",
+        help="also serve a live annotated stream at /: a camera index, picamera, a video, "
+        "an image folder or 'sample' (the bundled clip)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -366,8 +426,9 @@ def run(args: argparse.Namespace) -> int:
             app = create_app(rec, max_bytes=args.max_bytes, api_key=api_key, camera=camera)
             # stream viewers hold a thread each; keep `workers` threads for the API besides them
             extra = LiveStream.MAX_VIEWERS if camera is not None else 0
-            server = make_server(app, host=args.host, port=args.port, threads=workers + extra + 1,
-                                 max_body=args.max_bytes, camera=camera)
+            server = make_server(
+                app, host=args.host, port=args.port, threads=workers + extra + 1, max_body=args.max_bytes, camera=camera
+            )
         except BaseException:
             if camera is not None:
                 camera.close()
@@ -376,9 +437,14 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: server.stop())
-        log.info("model %s on %s (%s), %d worker(s)", rec.model.path.name, rec.model.delegate, rec.model.backend, workers)
-        print(f"edge-infer serve: listening on {server.url} (model {rec.model.path.name}, delegate "
-              f"{rec.model.delegate}, {workers} workers{', API key required' if api_key else ''})", flush=True)
+        log.info(
+            "model %s on %s (%s), %d worker(s)", rec.model.path.name, rec.model.delegate, rec.model.backend, workers
+        )
+        print(
+            f"edge-infer serve: listening on {server.url} (model {rec.model.path.name}, delegate "
+            f"{rec.model.delegate}, {workers} workers{', API key required' if api_key else ''})",
+            flush=True,
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -93,7 +93,7 @@ def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     if img is None:
         raise ClientError(400, f"the {kind.upper()} image could not be decoded (damaged or truncated)")
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        img = np.right_shift(img, 8).astype(np.uint8)
     if img.ndim == 3 and img.shape[2] == 4:
         alpha = img[:, :, 3:].astype(np.float32) / 255.0
         img = (img[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)

@@ -45,8 +45,14 @@ def fake_delegate_lib(tmp_path_factory) -> Path:
     return out
 
 
-def paper_digit(mnist_digit: np.ndarray, *, scale: int = 4, ink=(40, 35, 30), paper=(225, 230, 235),
-                rng: np.random.Generator | None = None) -> np.ndarray:
+def paper_digit(
+    mnist_digit: np.ndarray,
+    *,
+    scale: int = 4,
+    ink=(40, 35, 30),
+    paper=(225, 230, 235),
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """An MNIST digit drawn as dark ink on light paper, upscaled, BGR, with noise: a photo-like crop."""
     rng = rng or np.random.default_rng(0)
     d = np.kron(mnist_digit.astype(np.float32) / 255.0, np.ones((scale, scale), np.float32))

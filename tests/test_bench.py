@@ -18,9 +18,21 @@ TARGETS = {"classify", "batch12_vs_raw", "batch12_vs_classify", "detect", "start
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     r = subprocess.run(
-        [sys.executable, "-m", "edge_infer", "bench", "--quick", "--json", str(out / "bench.json"),
-         "--plot", str(out / "bench.png")],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "edge_infer",
+            "bench",
+            "--quick",
+            "--json",
+            str(out / "bench.json"),
+            "--plot",
+            str(out / "bench.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     return r, out
 
@@ -58,6 +70,11 @@ def test_bench_imports_nothing_heavy():
 
 
 def test_bad_section_is_a_usage_error():
-    r = subprocess.run([sys.executable, "-m", "edge_infer", "bench", "--only", "nonsense"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "bench", "--only", "nonsense"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "unknown section" in r.stderr

@@ -80,6 +80,10 @@ def test_not_an_image(tmp_path):
 
 
 def test_missing_edgetpu_exits_1_with_the_fix():
-    r = subprocess.run([sys.executable, "-m", "edge_infer", "info", "--delegate", "edgetpu"], capture_output=True,
-                       text=True, env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "info", "--delegate", "edgetpu"],
+        capture_output=True,
+        text=True,
+        env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 1 and "libedgetpu1-std" in r.stderr and "Traceback" not in r.stderr

@@ -93,7 +93,9 @@ def test_explicit_edgetpu_without_runtime_gives_the_fix(monkeypatch):
 def test_explicit_edgetpu_without_device(monkeypatch, fake_delegate_lib):
     monkeypatch.setenv("EDGE_INFER_EDGETPU_LIBRARY", str(fake_delegate_lib))
     monkeypatch.setenv("FAKE_DELEGATE_NO_DEVICE", "1")
-    with pytest.raises(DelegateUnavailableError, match=r"no Edge TPU answered at device 'usb:0'.*Failed to open device"):
+    with pytest.raises(
+        DelegateUnavailableError, match=r"no Edge TPU answered at device 'usb:0'.*Failed to open device"
+    ):
         load_model(delegate="edgetpu:usb:0")
 
 
@@ -157,8 +159,12 @@ def test_failed_delegate_leaves_no_noise_on_stderr(fake_delegate_lib):
         "    except edge_infer.DelegateUnavailableError: pass\n"
         "gc.collect()\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr
     assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr
 

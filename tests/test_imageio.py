@@ -23,7 +23,9 @@ def test_builtin_png_decoder_matches_pillow(mode, optimize):
     base[10:20] = np.linspace(0, 255, 53, dtype=np.uint8)[None, :, None]  # smooth rows: Sub/Up/Avg/Paeth
     data = _png(base, mode, optimize=optimize)
     ours = _decode_png(data)
-    ref = np.asarray(Image.open(io.BytesIO(data)).convert({"L": "L", "LA": "L"}.get(mode, "RGBA" if mode == "RGBA" else "RGB")))
+    ref = np.asarray(
+        Image.open(io.BytesIO(data)).convert({"L": "L", "LA": "L"}.get(mode, "RGBA" if mode == "RGBA" else "RGB"))
+    )
     if ref.ndim == 3:
         ref = ref[:, :, [2, 1, 0, 3]] if ref.shape[2] == 4 else ref[:, :, ::-1]
     assert np.array_equal(ours, ref)

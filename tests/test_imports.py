@@ -11,7 +11,9 @@ HEAVY = {"tensorflow", "cv2", "ai_edge_litert", "tflite_runtime", "flask", "kera
 def _loaded_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys; print(sorted(sys.modules))"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return set(eval(out.strip().splitlines()[-1])) & HEAVY
 

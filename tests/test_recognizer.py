@@ -82,6 +82,7 @@ def test_workers_share_the_load_and_agree(mnist_test):
     expected = [p.digit for p in DigitRecognizer().classify_batch(x[:200])]
     results: dict[int, list[int]] = {}
     with DigitRecognizer(workers=2) as rec:
+
         def work(t: int) -> None:
             results[t] = [rec.classify(x[i]).digit for i in range(200)]
 

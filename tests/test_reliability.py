@@ -38,6 +38,7 @@ def test_8_threads_x_500_classifications_match_single_threaded(mnist_test, worke
         expected = [(p.digit, p.score) for p in (ref.classify(c) for c in crops)]
     errors: list[str] = []
     with DigitRecognizer(workers=workers) as rec:
+
         def work(t: int) -> None:
             for k in range(500):
                 i = (k * 7 + t) % len(crops)

@@ -42,6 +42,11 @@ def test_backend_not_found_is_import_error():
 
 def test_env_var_forces_backend():
     code = "from edge_infer.runtime import get_backend; print(get_backend().name)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "EDGE_INFER_BACKEND": "ai_edge_litert"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "EDGE_INFER_BACKEND": "ai_edge_litert"},
+    ).stdout
     assert out.strip() == "ai_edge_litert"

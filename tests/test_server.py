@@ -180,8 +180,12 @@ def test_oversized_body_is_413_before_it_is_read(http, url):
     r = post(http, url, "/v1/classify", b"\x89PNG" + bytes(MAX_BYTES), "image/png")
     assert r.status_code == 413 and "limit" in r.json()["error"]
     # no Content-Length (chunked): the read is capped, still 413
-    r = http.post(url + "/v1/classify", data=iter([bytes(65536)] * (MAX_BYTES // 65536 + 2)),
-                  headers={"Content-Type": "image/png"}, timeout=30)
+    r = http.post(
+        url + "/v1/classify",
+        data=iter([bytes(65536)] * (MAX_BYTES // 65536 + 2)),
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
     assert r.status_code == 413
     # far over: waitress refuses it before buffering the whole body
     r = post(http, url, "/v1/classify", bytes(MAX_BYTES + 2 * 1024 * 1024), "image/png")
@@ -232,12 +236,25 @@ def keyed_url(rec):
 def test_api_key_required_when_set(keyed_url, digits):
     body = png(paper_digit(digits[0][0]))
     r = post(requests, keyed_url, "/v1/classify", body, "image/png")
-    assert r.status_code == 401 and "API key" in r.json()["error"] and r.headers["WWW-Authenticate"].startswith("Bearer")
-    for headers in ({"X-API-Key": "wrong"}, {"X-API-Key": KEY[:-1]}, {"Authorization": "Bearer nope"}, {"X-API-Key": ""}):
-        assert requests.post(keyed_url + "/v1/classify", data=body, headers={"Content-Type": "image/png", **headers},
-                             timeout=30).status_code == 401
+    assert (
+        r.status_code == 401 and "API key" in r.json()["error"] and r.headers["WWW-Authenticate"].startswith("Bearer")
+    )
+    for headers in (
+        {"X-API-Key": "wrong"},
+        {"X-API-Key": KEY[:-1]},
+        {"Authorization": "Bearer nope"},
+        {"X-API-Key": ""},
+    ):
+        assert (
+            requests.post(
+                keyed_url + "/v1/classify", data=body, headers={"Content-Type": "image/png", **headers}, timeout=30
+            ).status_code
+            == 401
+        )
     for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
-        r = requests.post(keyed_url + "/v1/classify", data=body, headers={"Content-Type": "image/png", **headers}, timeout=30)
+        r = requests.post(
+            keyed_url + "/v1/classify", data=body, headers={"Content-Type": "image/png", **headers}, timeout=30
+        )
         assert r.status_code == 200 and r.json()["digit"] == digits[0][1]
     # browsers: HTTP Basic with the key as password (the page and the stream)
     r = requests.get(keyed_url + "/", timeout=30)
@@ -321,7 +338,9 @@ def read_parts(resp, n: int) -> list[bytes]:
             if head_end < 0:
                 break
             head = buf[:head_end].decode()
-            length = int(next(line.split(":")[1] for line in head.split("\r\n") if line.lower().startswith("content-length")))
+            length = int(
+                next(line.split(":")[1] for line in head.split("\r\n") if line.lower().startswith("content-length"))
+            )
             if len(buf) < head_end + 4 + length + 2:
                 break
             parts.append(buf[head_end + 4 : head_end + 4 + length])
@@ -341,11 +360,15 @@ def test_mjpeg_stream_shared_capture_and_clean_stop(rec, clip):
         assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
         parts = read_parts(r, 3)
         assert len(parts) == 3 and len(set(parts)) == 3 and all(p[:2] == b"\xff\xd8" for p in parts)
-        assert cv2.imdecode(np.frombuffer(parts[0], np.uint8), cv2.IMREAD_COLOR).shape[:2] == (
-            cv2.VideoCapture(str(clip)).read()[1].shape[:2])
+        assert (
+            cv2.imdecode(np.frombuffer(parts[0], np.uint8), cv2.IMREAD_COLOR).shape[:2]
+            == (cv2.VideoCapture(str(clip)).read()[1].shape[:2])
+        )
         stats = requests.get(srv.url + "/v1/stream", timeout=30).json()
         assert stats["running"] and stats["viewers"] == 1 and stats["frames"] >= 3
-        others = [requests.get(srv.url + "/stream.mjpg", stream=True, timeout=30) for _ in range(LiveStream.MAX_VIEWERS - 1)]
+        others = [
+            requests.get(srv.url + "/stream.mjpg", stream=True, timeout=30) for _ in range(LiveStream.MAX_VIEWERS - 1)
+        ]
         busy = requests.get(srv.url + "/stream.mjpg", timeout=10, stream=True)
         assert busy.status_code == 503 and "viewers" in busy.json()["error"]
         assert len(read_parts(others[0], 2)) == 2
@@ -374,8 +397,12 @@ def test_import_does_not_load_flask():
 
 
 def test_cli_serves_on_loopback_and_stops_on_sigterm(digits):
-    proc = subprocess.Popen([sys.executable, "-m", "edge_infer", "serve", "--port", "0", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_infer", "serve", "--port", "0", "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
@@ -392,14 +419,21 @@ def test_cli_serves_on_loopback_and_stops_on_sigterm(digits):
             proc.wait()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--host", "0.0.0.0"], "--allow-no-key"),
-    (["--max-bytes", "lots"], "not a size"),
-    (["--workers", "0"], "--workers must be >= 1"),
-    (["--camera", "/nonexistent/clip.mp4"], "no such file"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "0.0.0.0"], "--allow-no-key"),
+        (["--max-bytes", "lots"], "not a size"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--camera", "/nonexistent/clip.mp4"], "no such file"),
+    ],
+)
 def test_cli_refuses_bad_settings(args, message):
-    r = subprocess.run([sys.executable, "-m", "edge_infer", "serve", "--port", "0", *args],
-                       capture_output=True, text=True, timeout=60,
-                       env={k: v for k, v in os.environ.items() if k != "EDGE_INFER_API_KEY"})
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "EDGE_INFER_API_KEY"},
+    )
     assert r.returncode == 2 and message in r.stderr, r.stderr

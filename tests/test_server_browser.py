@@ -21,8 +21,16 @@ import pytest
 from .test_server import scene
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,8 +49,14 @@ class ServeProcess:
 
     def __init__(self, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "EDGE_INFER_API_KEY"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge_infer", "serve", "--port", "0", "--workers", "2", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_infer", "serve", "--port", "0", "--workers", "2", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
         line = self.proc.stdout.readline()
         if "listening on http://127.0.0.1:" not in line:
             self.stop()
@@ -88,14 +102,18 @@ def drive(page, url: str, photo: Path, *, live: bool) -> dict:
         f0 = int(page.locator("#live-stats").get_attribute("data-frames"))
         shot0 = page.locator("#live").screenshot()
         time.sleep(1.5)
-        page.wait_for_function(f"() => Number(document.getElementById('live-stats').dataset.frames) > {f0}",
-                               timeout=30_000)
+        page.wait_for_function(
+            f"() => Number(document.getElementById('live-stats').dataset.frames) > {f0}", timeout=30_000
+        )
         seen["frames"] = (f0, int(page.locator("#live-stats").get_attribute("data-frames")))
         seen["shots_differ"] = shot0 != page.locator("#live").screenshot()
         seen["stats_text"] = page.locator("#live-stats").inner_text()
     page.set_input_files("#file", str(photo))
-    page.wait_for_function("() => document.getElementById('status').dataset.done === '1' || "
-                           "document.getElementById('status').className === 'error'", timeout=30_000)
+    page.wait_for_function(
+        "() => document.getElementById('status').dataset.done === '1' || "
+        "document.getElementById('status').className === 'error'",
+        timeout=30_000,
+    )
     seen["status"] = page.locator("#status").inner_text()
     seen["numbers"] = set(page.locator("#result-numbers").inner_text().split())
     seen["digit_rows"] = page.locator("#result-digits tr").count() - 1

