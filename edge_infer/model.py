@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -58,10 +59,10 @@ class TensorSpec:
     scale: float
     zero_point: int
 
-    @property
+    @functools.cached_property
     def quantized(self) -> bool:
         """True for an integer tensor with a quantisation scale."""
-        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+        return self.scale != 0.0 and self.dtype.kind in "iu"
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float values -> this tensor's integer dtype (round, then saturate).
@@ -73,8 +74,11 @@ class TensorSpec:
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
         info = np.iinfo(self.dtype)
-        q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(self.scale)) + self.zero_point
-        return np.clip(q, info.min, info.max).astype(self.dtype)
+        q = np.divide(x, np.float32(self.scale), dtype=np.float32)  # one temporary, reused
+        np.rint(q, out=q)
+        q += np.float32(self.zero_point)
+        np.clip(q, info.min, info.max, out=q)
+        return q.astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """This tensor's values -> float32 (widened before the zero point is taken off).
@@ -267,8 +271,9 @@ class Model:
             )
         if x.dtype == self.input.dtype:
             return np.ascontiguousarray(x)
-        if np.issubdtype(x.dtype, np.floating):
-            if not np.isfinite(x).all():
+        if x.dtype.kind == "f":
+            # a sum is finite when every value is (one pass); only then look closer
+            if not np.isfinite(x.sum(dtype=np.float64)) and not np.isfinite(x).all():
                 raise ValueError("model input contains NaN or infinity; clean the input first")
             return np.ascontiguousarray(self.input.quantize(x))
         raise TypeError(
