@@ -138,7 +138,6 @@ class DigitRecognizer:
         for m in models:
             self._pool.put(m)
         self._models = models
-        self._vision: Any = None
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
@@ -161,10 +160,6 @@ class DigitRecognizer:
             self._pool.put(m)
 
     # -- classification ----------------------------------------------------
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One crop -> MNIST-style (28, 28) uint8 (see :func:`edge_infer.preprocess.to_mnist`)."""
-        return to_mnist(image)
-
     def _to_input(self, mnist: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 -> the model's input array."""
         if self._xor128:
