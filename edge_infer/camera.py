@@ -352,9 +352,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="camera index (0), 'picamera', a video, an image, a folder of images, or 'sample' "
         "(default: camera 0, else the bundled sample clip)",
     )
-    parser.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
-    parser.add_argument("--delegate", default="auto", help="auto, cpu, edgetpu[:usb|:pci], gpu, or a library path")
-    parser.add_argument("--num-threads", type=int, default=None, help="interpreter threads")
+    from .cli import add_model_arguments
+
+    add_model_arguments(parser)
     parser.add_argument("--width", type=int, default=640, help="capture width asked of a camera (default 640)")
     parser.add_argument("--height", type=int, default=480, help="capture height asked of a camera (default 480)")
     parser.add_argument(

@@ -30,7 +30,8 @@ _PLUGINS = {
 }
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--model``, ``--delegate``, ``--num-threads``: the options every subcommand that loads a model takes."""
     p.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
     p.add_argument(
         "--delegate", default="auto", help="auto, cpu, cpu:noxnnpack, edgetpu[:usb|:pci[:N]], gpu, or a library path"
@@ -124,13 +125,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
 
     p = sub.add_parser("info", help="describe a model: backend, delegate, tensors, ops, size, sha256")
     p.add_argument("model_path", nargs="?", metavar="MODEL", help="a .tflite model (default: the shipped one)")
-    _model_args(p)
+    add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("classify", help="read the digit in each image (one digit per image)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    _model_args(p)
+    add_model_arguments(p)
     p.add_argument("--top-k", type=int, default=1, help="also show the next most likely digits")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     p.set_defaults(func=_cmd_classify)

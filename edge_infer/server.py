@@ -360,9 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs --api-key)"
     )
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    parser.add_argument("--model", default=None, help="a .tflite model (default: the shipped int8 model)")
-    parser.add_argument("--delegate", default="auto", help="auto, cpu, edgetpu[...], gpu, or a library path")
-    parser.add_argument("--num-threads", type=int, default=None, help="interpreter threads per worker")
+    from .cli import add_model_arguments
+
+    add_model_arguments(parser)  # --num-threads is per worker
     parser.add_argument(
         "--workers",
         type=int,
