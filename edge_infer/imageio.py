@@ -7,13 +7,14 @@ built-in decoder reads PNG (8-bit, non-interlaced) and binary PGM/PPM, so that
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .preprocess import optional_module
 
 __all__ = ["decode_image", "read_image"]
 
@@ -138,9 +139,8 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     if not data:
         raise ValueError("image is empty (0 bytes)")
-    if importlib.util.find_spec("cv2") is not None:
-        import cv2
-
+    cv2 = optional_module("cv2")
+    if cv2 is not None:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise ValueError("not a decodable image (OpenCV could not read it); send a PNG or JPEG")
@@ -157,7 +157,7 @@ def decode_image(data: bytes) -> np.ndarray:
             return _decode_pnm(data)
         except (ValueError, IndexError) as e:
             raise ValueError(f"damaged PGM/PPM ({e})") from e
-    if importlib.util.find_spec("PIL") is not None:
+    if optional_module("PIL") is not None:
         import io
 
         from PIL import Image, UnidentifiedImageError

@@ -10,7 +10,8 @@ All functions here are pure (arrays in, arrays out) and thread-safe.
 
 from __future__ import annotations
 
-import sys
+import functools
+import importlib
 from typing import Any
 
 import numpy as np
@@ -71,13 +72,27 @@ def _otsu(values: np.ndarray) -> float:
     return float(np.argmax(between)) / 255.0
 
 
+@functools.cache
+def optional_module(name: str) -> Any:
+    """The module ``name`` if it is installed, else None; looked up once per process.
+
+    OpenCV is optional for preprocessing: with it, morphology is faster and specks
+    are dropped; without it, the numpy paths run. Either way the answer is decided
+    once, not per crop (a failed import searches the file system every time).
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def _rank_filter(a: np.ndarray, k: int, op: Any) -> np.ndarray:
     """k x k max or min filter (``op`` is np.maximum or np.minimum), edges replicated.
 
-    Uses OpenCV's dilate/erode when OpenCV is already loaded (same result, faster);
+    Uses OpenCV's dilate/erode when OpenCV is installed (same result, faster);
     otherwise a separable numpy version.
     """
-    cv2 = sys.modules.get("cv2")
+    cv2 = optional_module("cv2")
     if cv2 is not None:
         kernel = np.ones((k, k), np.uint8)
         f = cv2.dilate if op is np.maximum else cv2.erode
@@ -98,9 +113,8 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     not the digit; a digit in a tight crop touches a side only over a stroke's
     width. Needs OpenCV; without it the ink is returned unchanged.
     """
-    try:
-        import cv2
-    except ImportError:
+    cv2 = optional_module("cv2")
+    if cv2 is None:
         return ink
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
