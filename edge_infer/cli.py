@@ -86,7 +86,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads) as rec:
         preds = rec.classify_batch([img for _, img in images])
         for (path, _), p in zip(images, preds):
-            top = [(int(i), float(p.scores[i])) for i in (-p.scores).argsort(kind="stable")[: args.top_k]]
+            digits = p.scores[:10]
+            top = [(int(i), float(digits[i])) for i in (-digits).argsort(kind="stable")[: args.top_k]]
             if args.json:
                 print(
                     json.dumps(
@@ -94,13 +95,16 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                             "image": path,
                             "digit": p.digit,
                             "score": round(p.score, 4),
+                            "is_digit": p.is_digit,
+                            "not_a_digit_score": round(p.reject_score, 4),
                             "top_k": [{"digit": d, "score": round(s, 4)} for d, s in top],
                         }
                     )
                 )
             else:
                 alts = "  ".join(f"{d}:{s:.3f}" for d, s in top[1:])
-                print(f"{path}: {p.digit}  (score {p.score:.3f}{'; ' + alts if alts else ''})")
+                doubt = "" if p.is_digit else f"  [looks like no digit: {p.reject_score:.3f}]"
+                print(f"{path}: {p.digit}  (score {p.score:.3f}{'; ' + alts if alts else ''}){doubt}")
     return 0
 
 

@@ -25,14 +25,22 @@ class Prediction:
     """The answer for one digit crop.
 
     Attributes:
-        digit: The most likely digit, 0-9.
+        digit: The most likely digit, 0-9 (the best digit even when the crop
+            looks like no digit at all: check ``is_digit``).
         score: Its probability.
-        scores: All 10 probabilities (read-only float32 array).
+        scores: All class probabilities (read-only float32 array): 10 for a
+            digits-only model, 11 when the model has a "not a digit" class
+            (the shipped model does; index 10).
+        is_digit: False when the model's "not a digit" class wins (always True
+            for a digits-only model).
+        reject_score: The probability of "not a digit" (0.0 for a digits-only model).
     """
 
     digit: int
     score: float
     scores: np.ndarray = field(repr=False, compare=False)
+    is_digit: bool = True
+    reject_score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,13 +121,18 @@ class DigitRecognizer:
                 f"model {self.model.path.name} takes input {spec.shape}; DigitRecognizer needs "
                 "(1, 28, 28, 1) or (1, 28, 28) — use load_model() for other models"
             )
-        if int(np.prod(self.model.output.shape[1:])) != 10:
+        classes = int(np.prod(self.model.output.shape[1:]))
+        manifest = self.model.manifest or {}
+        reject = manifest.get("reject_class", 10 if classes == 11 else None)
+        if classes not in (10, 11) or (classes == 11 and reject != 10):
             for m in models:
                 m.close()
             raise ModelError(
-                f"model {self.model.path.name} has output {self.model.output.shape}; "
-                "DigitRecognizer needs 10 class scores"
+                f"model {self.model.path.name} has output {self.model.output.shape}; DigitRecognizer "
+                "needs 10 class scores (digits 0-9) or 11 (0-9 and 'not a digit' last)"
             )
+        #: True when the model has an 11th "not a digit" class (index 10).
+        self.has_reject_class = classes == 11
         self._item_shape = spec.shape[1:]
         # uint8 pixel -> model input value, computed once (0..255 maps to [0, 1]).
         levels = np.arange(256, dtype=np.float32) / 255.0
@@ -169,7 +182,7 @@ class DigitRecognizer:
         return x.reshape((mnist.shape[0], *self._item_shape))
 
     def _scores(self, mnist: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8 -> (N, 10) float32 probabilities, one invoke."""
+        """(N, 28, 28) uint8 -> (N, classes) float32 probabilities, one invoke."""
         x = self._to_input(mnist)
         if len(self._models) == 1:
             raw = self.model.invoke(x)
@@ -183,10 +196,13 @@ class DigitRecognizer:
         probs.flags.writeable = False
         return probs
 
-    @staticmethod
-    def _prediction(p: np.ndarray) -> Prediction:
-        d = int(p.argmax())
-        return Prediction(d, float(p[d]), p)
+    def _prediction(self, p: np.ndarray) -> Prediction:
+        if not self.has_reject_class:
+            d = int(p.argmax())
+            return Prediction(d, float(p[d]), p)
+        d = int(p[:10].argmax())
+        r = float(p[10])
+        return Prediction(d, float(p[d]), p, bool(r <= p[d]), r)
 
     def classify(self, image: np.ndarray) -> Prediction:
         """Classifies one crop of a single digit.
@@ -236,7 +252,7 @@ class DigitRecognizer:
         """The ``k`` most likely digits for one crop, best first, as ``(digit, probability)``."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 10:
             raise ValueError(f"k must be an int from 1 to 10, got {k!r}")
-        p = self.classify(image).scores
+        p = self.classify(image).scores[:10]
         order = np.argsort(-p, kind="stable")[:k]
         return [(int(i), float(p[i])) for i in order]
 

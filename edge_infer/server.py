@@ -143,11 +143,14 @@ def create_app(
             p = recognizer.classify(img)
         except (ValueError, TypeError) as e:  # the image passed the checks above: say why it cannot be read
             raise ClientError(400, f"cannot read a digit in this image: {e}") from None
-        order = np.argsort(-p.scores, kind="stable")[: int(k)]
+        digits = p.scores[:10]
+        order = np.argsort(-digits, kind="stable")[: int(k)]
         return jsonify(
             digit=p.digit,
             score=round(p.score, 4),
-            top_k=[{"digit": int(i), "score": round(float(p.scores[i]), 4)} for i in order],
+            is_digit=p.is_digit,
+            not_a_digit_score=round(p.reject_score, 4),
+            top_k=[{"digit": int(i), "score": round(float(digits[i]), 4)} for i in order],
         )
 
     @app.post("/v1/detect")

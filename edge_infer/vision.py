@@ -331,7 +331,9 @@ def detect(
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
-    ok = [p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)] + [False] * len(marks)
+    ok = [p.is_digit and p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)] + [False] * len(
+        marks
+    )
     boxes = [c.box for c in cands] + marks
     ok = _reject_text(boxes, ok)
     inv = 1.0 / scale

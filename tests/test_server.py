@@ -77,7 +77,8 @@ def test_png_of_dark_ink_on_white_paper_reads_the_right_digit(http, url, digits)
     got = [post(http, url, "/v1/classify", png(paper_digit(d, scale=6)), "image/png").json() for d, _ in digits]
     assert [g["digit"] for g in got] == [label for _, label in digits]
     first = got[0]
-    assert set(first) == {"digit", "score", "top_k"} and 0.5 < first["score"] <= 1.0
+    assert set(first) == {"digit", "score", "is_digit", "not_a_digit_score", "top_k"} and 0.5 < first["score"] <= 1.0
+    assert all(g["is_digit"] and 0.0 <= g["not_a_digit_score"] < 0.5 for g in got)
     assert len(first["top_k"]) == 3 and first["top_k"][0] == {"digit": first["digit"], "score": first["score"]}
 
 
