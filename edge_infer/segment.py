@@ -405,13 +405,18 @@ def _candidates(
         if inside >= 3:  # itself and two more: a frame or grid around marks, not a digit
             continue
         bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
-        box = (int(gb[0]), int(gb[1]), bw, bh)
-        lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
-        fill = sum(int(np.count_nonzero(lab == k)) for k in members) / float(bw * bh)
-        aspect = bw / float(bh)
-        if bh < min_h or aspect > 1.6 or aspect < 0.06 or fill < 0.07 or fill > (0.92 if aspect < 0.3 else 0.88):
-            if bh >= 0.4 * min_h:
-                marks.append(box)
+        if bh < 0.4 * min_h:  # specks: neither a digit nor a letter
             continue
-        cands.append(_Candidate(box, tuple(members)))
+        box = (int(gb[0]), int(gb[1]), bw, bh)
+        aspect = bw / float(bh)
+        if bh >= min_h and 0.06 <= aspect <= 1.6:
+            lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
+            own = lab == members[0]
+            for k in members[1:]:
+                own |= lab == k
+            fill = np.count_nonzero(own) / float(bw * bh)
+            if 0.07 <= fill <= (0.92 if aspect < 0.3 else 0.88):
+                cands.append(_Candidate(box, tuple(members)))
+                continue
+        marks.append(box)
     return cands, marks

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
+from .preprocess import MNIST_BOX, MNIST_SIZE
 from .segment import _Candidate, _contrast, _gray, _segment
 
 if TYPE_CHECKING:
@@ -144,30 +144,45 @@ def _mnist_layout(ink: np.ndarray, *, thin_bold: bool = True) -> np.ndarray:
     """
     import cv2
 
-    m = ink > 0.25
-    rows = np.flatnonzero(m.any(axis=1))
-    cols = np.flatnonzero(m.any(axis=0))
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect(cv2.compare(ink, 0.25, cv2.CMP_GT))
+    if w == 0 or h == 0:
         return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = crop.shape
+    crop = ink[y : y + h, x : x + w]
     scale = MNIST_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    sm = np.pad(small > 0.4, 1)  # stroke width: ink area over half its boundary length
+    sm = small > 0.4  # stroke width: ink area over half its boundary length (outside is background)
     area = int(np.count_nonzero(sm))
-    edges = int(np.count_nonzero(sm[1:] != sm[:-1]) + np.count_nonzero(sm[:, 1:] != sm[:, :-1]))
+    edges = (
+        int(np.count_nonzero(sm[1:] != sm[:-1]) + np.count_nonzero(sm[:, 1:] != sm[:, :-1]))
+        + int(np.count_nonzero(sm[0]) + np.count_nonzero(sm[-1]))
+        + int(np.count_nonzero(sm[:, 0]) + np.count_nonzero(sm[:, -1]))
+    )
     if area and edges and 2.0 * area / edges < 1.5:
-        small = cv2.dilate(np.pad(small, 1), np.ones((3, 3), np.uint8))
+        small = cv2.dilate(cv2.copyMakeBorder(small, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), _K3)
     elif thin_bold and area and edges and 2.0 * area / edges > 3.5:
         # Bold print (or a marker) seen large: strokes over 3.5 px at this scale are
         # thicker than MNIST's pen ever was, and a bold "1" with a foot then reads as
         # "2". One 2x2 erosion brings them back into MNIST's range.
-        small = cv2.erode(small, np.ones((2, 2), np.uint8))
-    peak = float(small.max())
-    if peak > 0:
-        small = np.minimum(small * (1.0 / peak), 1.0)
-    return np.rint(center_of_mass_place(small, MNIST_SIZE) * 255).astype(np.uint8)
+        small = cv2.erode(small, _K2)
+    _, peak, _, _ = cv2.minMaxLoc(small)
+    out = np.zeros((MNIST_SIZE, MNIST_SIZE), np.float32)
+    if peak <= 0:
+        return out.astype(np.uint8)
+    small = cv2.min(small * (255.0 / peak), 255.0)
+    mo = cv2.moments(small)
+    h, w = small.shape
+    top = int(round((MNIST_SIZE - 1) / 2 - mo["m01"] / mo["m00"]))
+    left = int(round((MNIST_SIZE - 1) / 2 - mo["m10"] / mo["m00"]))
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, MNIST_SIZE), min(left + w, MNIST_SIZE)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
+    return np.rint(out).astype(np.uint8)
+
+
+_K3 = np.ones((3, 3), np.uint8)
+_K2 = np.ones((2, 2), np.uint8)
 
 
 # --------------------------------------------------------------------------- rejection
