@@ -144,7 +144,7 @@ def _mnist_layout(ink: np.ndarray, *, thin_bold: bool = True) -> np.ndarray:
     """
     import cv2
 
-    x, y, w, h = cv2.boundingRect(cv2.compare(ink, 0.25, cv2.CMP_GT))
+    x, y, w, h = cv2.boundingRect((ink > 0.25).view(np.uint8))
     if w == 0 or h == 0:
         return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     crop = ink[y : y + h, x : x + w]
@@ -169,7 +169,7 @@ def _mnist_layout(ink: np.ndarray, *, thin_bold: bool = True) -> np.ndarray:
     out = np.zeros((MNIST_SIZE, MNIST_SIZE), np.float32)
     if peak <= 0:
         return out.astype(np.uint8)
-    small = cv2.min(small * (255.0 / peak), 255.0)
+    small = np.minimum(small * (255.0 / peak), 255.0)
     mo = cv2.moments(small)
     h, w = small.shape
     top = int(round((MNIST_SIZE - 1) / 2 - mo["m01"] / mo["m00"]))
