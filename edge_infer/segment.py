@@ -357,6 +357,21 @@ def _candidates(
     inner = (x > 1) & (y > 1) & (x + w < W - 1) & (y + h < H - 1)
     keep = inner & (np.maximum(w, h) >= max(3, min_h // 5)) & (h <= max_h) & (w <= max_h)
     keep[0] = False
+    # A frame drawn around marks (a box on a form, the border of a grid whose inner
+    # lines were erased) is not a digit, and pieces must not merge into it: drop
+    # components with two or more marks (not specks) centred inside their box.
+    big = np.flatnonzero(keep & (h >= min_h))
+    marks_ = np.flatnonzero(keep & (h >= 0.4 * min_h))
+    if len(big) and len(marks_) > 2:
+        cx = x[marks_] + w[marks_] / 2
+        cy = y[marks_] + h[marks_] / 2
+        enclosed = (
+            (cx[None, :] > x[big, None])
+            & (cx[None, :] < (x + w)[big, None])
+            & (cy[None, :] > y[big, None])
+            & (cy[None, :] < (y + h)[big, None])
+        ).sum(axis=1) - 1  # minus itself
+        keep[big[enclosed >= 2]] = False
     ids = np.flatnonzero(keep)
     if len(ids) == 0:
         return [], []
@@ -398,9 +413,15 @@ def _candidates(
     gboxes = gb[:n]
     cands, marks = [], []
     centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
+    heights = gboxes[:, 3] - gboxes[:, 1]
     for members, gb in zip(groups, gboxes):
+        # Marks (not specks: grid crumbs in an 8's loops do not count) centred inside.
         inside = np.count_nonzero(
-            (centres[:, 0] > gb[0]) & (centres[:, 0] < gb[2]) & (centres[:, 1] > gb[1]) & (centres[:, 1] < gb[3])
+            (centres[:, 0] > gb[0])
+            & (centres[:, 0] < gb[2])
+            & (centres[:, 1] > gb[1])
+            & (centres[:, 1] < gb[3])
+            & (heights >= 0.4 * min_h)
         )
         if inside >= 3:  # itself and two more: a frame or grid around marks, not a digit
             continue
@@ -409,7 +430,7 @@ def _candidates(
             continue
         box = (int(gb[0]), int(gb[1]), bw, bh)
         aspect = bw / float(bh)
-        if bh >= min_h and 0.06 <= aspect <= 1.6:
+        if bh >= min_h and 0.06 <= aspect <= 2.0:
             lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
             own = lab == members[0]
             for k in members[1:]:
