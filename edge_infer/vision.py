@@ -209,8 +209,49 @@ def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> li
     return groups
 
 
-def _reject_text(boxes: list[tuple[int, int, int, int]], ok: list[bool]) -> list[bool]:
-    """Drops the marks that belong to words; returns the new ``ok`` flags.
+def _reject_text(boxes: list[tuple[int, int, int, int]], ok: list[bool], other: list[bool]) -> list[bool]:
+    """Drops the digits that belong to words; returns the new ``ok`` flags.
+
+    ``ok`` says which marks were read as digits; ``other`` which are surely not
+    digits (the model's "not a digit" class won, or the mark is not digit-shaped).
+    Marks on a line with gaps under 0.6 of their height form a run. In a run with
+    other marks (letters), a stretch of digits survives only when a word space
+    (over 0.3 of the run's height) sets it off from them: "Room 317" keeps 317,
+    the "oo" of "Room" and the "l" of "Hello" go. A run without other marks is a
+    number and stays whole; marks read with a low score neither count as letters
+    nor survive.
+    """
+    ok = list(ok)
+    for g in _words(boxes, 0.6):
+        if len(g) < 2 or not any(other[i] for i in g):
+            continue
+        bs = [boxes[i] for i in g]
+        tallest = max(b[3] for b in bs)
+        start = 0
+        while start < len(g):
+            if not ok[g[start]]:
+                start += 1
+                continue
+            end = start
+            while end + 1 < len(g) and ok[g[end + 1]]:
+                end += 1
+            before = (
+                start == 0
+                or not other[g[start - 1]]
+                or bs[start][0] - (bs[start - 1][0] + bs[start - 1][2]) > 0.3 * tallest
+            )
+            after = (
+                end == len(g) - 1 or not other[g[end + 1]] or bs[end + 1][0] - (bs[end][0] + bs[end][2]) > 0.3 * tallest
+            )
+            if not (before and after):
+                for k in range(start, end + 1):
+                    ok[g[k]] = False
+            start = end + 1
+    return ok
+
+
+def _reject_lowercase(boxes: list[tuple[int, int, int, int]], ok: list[bool]) -> list[bool]:
+    """Drops the marks that belong to words, for a digits-only model (no "not a digit" class).
 
     Marks on a line with gaps under 0.6 of their height form a run. A run with
     lower-case letters (two or more marks standing on the baseline and stopping at
@@ -346,11 +387,12 @@ def detect(
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
-    ok = [p.is_digit and p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)] + [False] * len(
-        marks
-    )
+    ok = [p.is_digit and p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)]
     boxes = [c.box for c in cands] + marks
-    ok = _reject_text(boxes, ok)
+    if rec.has_reject_class:
+        ok = _reject_text(boxes, ok + [False] * len(marks), [not p.is_digit for p in preds] + [True] * len(marks))
+    else:  # no "not a digit" answer: letters are told by their shape (x-height) instead
+        ok = _reject_lowercase(boxes, ok + [False] * len(marks))
     inv = 1.0 / scale
     dets = [
         Detection(
