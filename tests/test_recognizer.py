@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,28 @@ def test_workers_share_the_load_and_agree(mnist_test):
 def test_bad_workers():
     with pytest.raises(ValueError, match="workers must be an int >= 1"):
         DigitRecognizer(workers=0)
+
+
+# -- digits-only (10-class) models ---------------------------------------------
+DIGITS10 = Path(__file__).resolve().parent / "fixtures" / "digits10_int8.tflite"
+
+
+def test_a_digits_only_model_is_served_without_a_reject_answer(mnist_test):
+    """The model shipped before the "not a digit" class: every answer is a digit."""
+    x, y = mnist_test
+    with DigitRecognizer(DIGITS10) as r10:
+        assert not r10.has_reject_class
+        preds = r10.classify_batch(x[:500])
+    assert all(p.is_digit and p.reject_score == 0.0 and p.scores.shape == (10,) for p in preds)
+    assert np.mean([p.digit for p in preds] == y[:500]) >= 0.99
+
+
+def test_an_eleventh_class_that_is_not_declared_last_is_refused():
+    from dataclasses import replace
+
+    from edge_infer import load_model
+
+    m = load_model()
+    m.output = replace(m.output, shape=(1, 12))
+    with pytest.raises(ModelError, match="11 \\(0-9 and 'not a digit' last\\)"):
+        DigitRecognizer(m)
