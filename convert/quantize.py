@@ -115,7 +115,8 @@ def export_saved_model(model: Any, directory: str | os.PathLike[str]) -> None:
     """Write a TensorFlow SavedModel (signature ``serving_default``) atomically.
 
     The signature takes ``image`` float32 ``[None, 28, 28, 1]`` in [0, 1] and
-    returns ``probs`` ``[None, 10]``, as TensorFlow Serving expects.
+    returns ``probs`` ``[None, 11]`` (``[None, 10]`` for a model without the
+    "not a digit" class), as TensorFlow Serving expects.
     """
     import tensorflow as tf
 
@@ -198,7 +199,8 @@ def inspect_model(model: bytes | str | os.PathLike[str]) -> ModelCheck:
     Rules: every activation and weight tensor int8 (uint8 allowed only for the
     model's input and output); int32 only for a bias (third input of a conv or
     fully connected op) or a shape / axis constant; no float tensor anywhere; no
-    dynamic dimension (``-1`` in a shape signature).
+    dynamic dimension (``-1`` in a shape signature); an output of 10 class
+    scores (digits) or 11 (digits, then "not a digit").
 
     Args:
         model: flatbuffer bytes or a path.
@@ -251,6 +253,9 @@ def inspect_model(model: bytes | str | os.PathLike[str]) -> ModelCheck:
         problems.append(f"tensor {i} {t['name']!r} is {dt}")
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
+    classes = int(np.prod(out["shape"][1:]))
+    if classes not in (10, 11):
+        problems.append(f"output has {classes} class scores, expected 10 (digits) or 11 (digits, then 'not a digit')")
     return ModelCheck(
         ops=tuple(ops),
         input_dtype=np.dtype(inp["dtype"]).name,

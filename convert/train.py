@@ -46,7 +46,11 @@ class TrainConfig:
         learning_rate: peak learning rate (linear warm-up over the first tenth,
             then cosine decay).
         width: channel multiplier of the network.
-        augment: apply camera-crop augmentation.
+        augment: apply camera-crop augmentation (to digits and negatives alike).
+        reject_class: add an 11th class, "not a digit" (index 10), trained on
+            negatives from :func:`convert.negatives.make_negatives`.
+        negatives: how many negatives; None draws one per 7 training digits.
+        fonts: extra font files or directories for the negatives (DejaVu is skipped).
         verbose: Keras progress output (0 silent, 1 bar, 2 one line per epoch).
     """
 
@@ -57,7 +61,25 @@ class TrainConfig:
     learning_rate: float = 8e-3
     width: float = 1.0
     augment: bool = True
+    reject_class: bool = True
+    negatives: int | None = None
+    fonts: tuple[str, ...] = ()
     verbose: int = 2
+
+    @property
+    def classes(self) -> int:
+        """Output classes: 11 with the "not a digit" class, else 10."""
+        return 11 if self.reject_class else 10
+
+    def negatives_for(self, n_digits: int) -> int:
+        """Negatives drawn for ``n_digits`` training digits (0 without the reject class).
+
+        >>> TrainConfig().negatives_for(50_000), TrainConfig(reject_class=False).negatives_for(50_000)
+        (7142, 0)
+        """
+        if not self.reject_class:
+            return 0
+        return self.negatives if self.negatives is not None else n_digits // 7
 
 
 def make_strategy() -> Any:
@@ -70,11 +92,11 @@ def make_strategy() -> Any:
     return tf.distribute.get_strategy()
 
 
-def build_model(width: float = 1.0, *, name: str = "digits") -> Any:
+def build_model(width: float = 1.0, *, classes: int = 11, name: str = "digits") -> Any:
     """The shipped architecture (about 0.76 M MACs and 18 k parameters per digit).
 
     ``conv3x3/2 (32) -> dwsep (32) -> maxpool -> dwsep (64) -> dwsep (96) ->
-    global depthwise 7x7 -> MEAN -> dense (10) -> softmax``.
+    global depthwise 7x7 -> MEAN -> dense (11) -> softmax``.
 
     The stride-2 stem replaces a full-resolution layer plus pooling. The head
     is a "global depthwise convolution": a 7x7 depthwise kernel over the whole
@@ -85,11 +107,12 @@ def build_model(width: float = 1.0, *, name: str = "digits") -> Any:
 
     Args:
         width: channel multiplier.
+        classes: 11 (digits 0-9 and "not a digit" at index 10) or 10.
         name: Keras model name.
 
     Returns:
         An uncompiled ``keras.Model`` mapping float ``(N, 28, 28, 1)`` in [0, 1]
-        to softmax probabilities ``(N, 10)``.
+        to softmax probabilities ``(N, classes)``.
     """
     import keras
     from keras import layers
@@ -119,7 +142,7 @@ def build_model(width: float = 1.0, *, name: str = "digits") -> Any:
     x = layers.DepthwiseConv2D(7, padding="valid", use_bias=False, name="global_depthwise")(x)  # 1x1
     x = bn(x)
     x = layers.GlobalAveragePooling2D()(x)  # (N, C): a MEAN over the 1x1 map
-    x = layers.Dense(10)(x)
+    x = layers.Dense(classes)(x)
     out = layers.Softmax(name="probs")(x)
     return keras.Model(inp, out, name=name)
 
@@ -287,11 +310,16 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, batch: int, *, trai
 def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any, dict[str, Any]]:
     """Train the digit model on the training split, watching the validation split.
 
+    With ``cfg.reject_class`` the training digits are mixed with negatives drawn
+    by :func:`convert.negatives.make_negatives` (seed ``cfg.seed``), labelled 10.
+    Validation stays the MNIST validation digits, so ``val_acc`` is the strict
+    digit accuracy (a digit called "not a digit" is an error).
+
     Args:
         data: MNIST; the test split is not touched.
         cfg: settings.
         model: a model to train instead of :func:`build_model` (built within the
-            strategy scope by the caller).
+            strategy scope by the caller); its output width must be ``cfg.classes``.
 
     Returns:
         ``(model, history)`` where history maps metric names to per-epoch lists.
@@ -303,12 +331,21 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
     x_train, y_train = data.x_train, data.y_train
     if cfg.limit is not None:
         x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
+    n_neg = cfg.negatives_for(len(x_train))
+    if n_neg:
+        from convert.negatives import make_negatives
+
+        neg = make_negatives(n_neg, cfg.seed, fonts=cfg.fonts)
+        x_train = np.concatenate([x_train, neg])
+        y_train = np.concatenate([y_train, np.full(n_neg, 10, y_train.dtype)])
     strategy = make_strategy()
     batch = effective_batch_size(cfg, len(x_train))
     steps = max(1, len(x_train) // batch)
     with strategy.scope():
         if model is None:
-            model = build_model(cfg.width)
+            model = build_model(cfg.width, classes=cfg.classes)
+        if int(model.output_shape[-1]) != cfg.classes:
+            raise ValueError(f"model {model.name} has {model.output_shape[-1]} outputs, the config wants {cfg.classes}")
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=cfg.learning_rate / 10,
             decay_steps=max(1, cfg.epochs * steps - min(steps, cfg.epochs * steps // 10)),
@@ -322,9 +359,10 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
         )
     log.info(
-        "training %s on %d images, %d epoch(s) of %d steps, batch %d, %s",
+        "training %s on %d images (%d of them negatives), %d epoch(s) of %d steps, batch %d, %s",
         model.name,
         len(x_train),
+        n_neg,
         cfg.epochs,
         steps,
         batch,

@@ -36,7 +36,8 @@ def calib(mnist):
 def test_shipped_model_is_fully_integer():
     check = verify_fully_integer(SHIPPED)
     assert check.input_dtype == "int8" and check.output_dtype == "int8"
-    assert check.input_shape == (1, 28, 28, 1) and check.output_shape == (1, 10)
+    # 10 digit classes, or 11 once the shipped model has the "not a digit" class
+    assert check.input_shape == (1, 28, 28, 1) and check.output_shape in ((1, 10), (1, 11))
     assert abs(check.input_scale - 1 / 255) < 1e-6 and check.input_zero_point == -128
     assert check.output_scale == pytest.approx(1 / 256) and check.output_zero_point == -128
     assert not {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "DEQUANTIZE", "QUANTIZE"} & set(check.op_names)
@@ -70,6 +71,23 @@ def test_full_integer_int8_and_uint8_io(small_model, calib):
     assert (c8.input_dtype, c8.output_dtype) == ("int8", "int8")
     cu = verify_fully_integer(to_int8_tflite(small_model, calib, io="uint8"))
     assert (cu.input_dtype, cu.output_dtype) == ("uint8", "uint8") and cu.input_zero_point == 0
+
+
+@pytest.mark.parametrize("classes", [10, 11, 12])
+def test_verifier_checks_the_class_count(classes, calib):
+    """10 digit scores, or 11 with "not a digit"; anything else is not a digit model."""
+    import keras
+
+    from convert.quantize import to_int8_tflite
+    from convert.train import build_model
+
+    keras.utils.set_random_seed(0)
+    q = to_int8_tflite(build_model(width=0.25, classes=classes), calib)
+    if classes == 12:
+        with pytest.raises(NotFullyIntegerError, match="12 class scores, expected 10"):
+            verify_fully_integer(q)
+    else:
+        assert verify_fully_integer(q).output_shape == (1, classes)
 
 
 def test_verify_cli_lists_ops_and_refuses(small_model, tmp_path):
@@ -110,7 +128,7 @@ def test_batch_resize_matches_batch_one(mnist):
     it.set_tensor(inp["index"], q)
     it.invoke()
     batched = it.get_tensor(out["index"])
-    assert batched.shape == (len(q), 10)
+    assert batched.shape == (len(q), out["shape"][-1])
     np.testing.assert_array_equal(batched, np.concatenate(single))
 
 
@@ -121,5 +139,5 @@ def test_saved_model_export(small_model, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     fn = loaded.signatures["serving_default"]
     y = fn(image=tf.zeros([3, 28, 28, 1]))["probs"].numpy()
-    assert y.shape == (3, 10) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
+    assert y.shape == (3, 11) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["sm"]
