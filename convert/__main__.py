@@ -54,6 +54,35 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--limit", type=_positive, help="train on only the first N training images")
         s.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
         s.add_argument("--saved-model", type=Path, metavar="DIR", help="also export a TensorFlow SavedModel")
+        s.add_argument(
+            "--no-reject-class",
+            dest="reject_class",
+            action="store_false",
+            help="train 10 digit classes only (default: an 11th class 'not a digit', index 10)",
+        )
+        s.add_argument(
+            "--negatives",
+            type=_positive,
+            metavar="N",
+            help="'not a digit' training images to draw (default: one per 7 training digits)",
+        )
+        s.add_argument(
+            "--fonts",
+            type=Path,
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="more .ttf/.otf fonts for the negatives, besides Liberation (repeatable; DejaVu is skipped)",
+        )
+
+    def heldout_opt(s: argparse.ArgumentParser) -> None:
+        s.add_argument(
+            "--heldout",
+            type=_positive,
+            default=2000,
+            metavar="N",
+            help="held-out non-digits (DejaVu fonts) for the rejection rate of an 11-class model (default 2000)",
+        )
 
     def quant_opts(s: argparse.ArgumentParser) -> None:
         s.add_argument(
@@ -80,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     quant_opts(s)
     tpu_opts(s)
     s.add_argument("--baseline-epochs", type=_positive, default=1, help="epochs for the timing baseline (default 1)")
+    heldout_opt(s)
     s.add_argument(
         "--update-shipped",
         action="store_true",
@@ -107,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_positive, help="images for training the baseline, if it is missing")
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--calibration", type=_positive, default=1000)
+    heldout_opt(s)
 
     s = sub.add_parser("edgetpu", help="pre-check and compile a model for the Coral Edge TPU")
     s.add_argument("model", type=Path, metavar="MODEL.tflite")
@@ -120,7 +151,16 @@ def _parser() -> argparse.ArgumentParser:
 def _train_cfg(a: argparse.Namespace):
     from convert.train import TrainConfig
 
-    return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, limit=a.limit, seed=a.seed, verbose=2)
+    return TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        limit=a.limit,
+        seed=a.seed,
+        reject_class=a.reject_class,
+        negatives=a.negatives,
+        fonts=tuple(str(f) for f in a.fonts),
+        verbose=2,
+    )
 
 
 def _evaluate(a: argparse.Namespace, data: Any) -> None:
@@ -134,6 +174,7 @@ def _evaluate(a: argparse.Namespace, data: Any) -> None:
         limit=a.limit,
         seed=a.seed,
         calibration=a.calibration,
+        heldout=a.heldout,
     )
 
 
@@ -181,6 +222,7 @@ def _run(a: argparse.Namespace) -> int:
         import convert.edgetpu
         import convert.evaluate
         import convert.figures
+        import convert.negatives
         import convert.quantize
         import convert.report
         import convert.train  # noqa: F401

@@ -1,9 +1,15 @@
 """Scoring on the 10,000 MNIST test digits, and latency of every model measured in one run.
 
 Float Keras, float TFLite and int8 TFLite are scored on the same digits. The int8
-model is scored through ``edge_infer`` (``DigitRecognizer.classify_batch``), so the
-figures are those of what a device runs. Latencies of every model, and of the
-plain baseline CNN, are measured in the same process, interleaved round by round.
+model is scored through ``edge_infer`` (``load_model(...).run``, the device's
+interpreter and (de)quantisation), and ``DigitRecognizer.classify_batch`` is checked
+to give the same digits. Latencies of every model, and of the plain baseline CNN,
+are measured in the same process, interleaved round by round.
+
+A model with the 11th class "not a digit" (index 10) is scored strictly: the
+prediction is the argmax over all 11 classes, so a digit called "not a digit"
+is an error. It is also scored on held-out negatives (letters, symbols, lines
+drawn with fonts not used in training): the share of them rejected.
 """
 
 from __future__ import annotations
@@ -30,33 +36,65 @@ class Evaluation:
 
     Attributes:
         y_true: test labels.
-        predictions: model name -> predicted digits (N,).
+        predictions: model name -> predicted class (N,), the argmax over all the
+            model's classes (10 = "not a digit").
+        digit_predictions: model name -> the best of 0-9 (N,), what
+            ``Prediction.digit`` reports even for a rejected crop.
+        negative_predictions: model name -> predicted class of each held-out negative.
+        classes: output classes of the evaluated model (10 or 11).
         latency_us: model name -> median microseconds per digit (batch 1).
         sizes: model name -> file size in bytes.
         batch_consistent: the int8 model gave identical outputs batched and one by one.
+        recognizer_agreement: share of test digits on which ``DigitRecognizer``
+            gave the same digit (and the same ``is_digit``, when it has one) as
+            the strict scoring; None when it could not load the model.
     """
 
     y_true: np.ndarray
     predictions: dict[str, np.ndarray]
+    digit_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    negative_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: int = 10
     latency_us: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     batch_consistent: bool | None = None
+    recognizer_agreement: float | None = None
 
     def accuracy(self, name: str) -> float:
+        """Strict accuracy: a digit rejected as "not a digit" counts as an error."""
         return float((self.predictions[name] == self.y_true).mean())
+
+    def digit_accuracy(self, name: str) -> float:
+        """Accuracy of the best of 0-9, rejection ignored."""
+        p = self.digit_predictions.get(name, self.predictions[name])
+        return float((p == self.y_true).mean())
+
+    def rejected(self, name: str) -> float:
+        """Share of test digits called "not a digit" (0 for a 10-class model)."""
+        return float((self.predictions[name] == 10).mean())
+
+    def negatives_rejected(self, name: str) -> float | None:
+        """Share of held-out negatives called "not a digit"; None when not scored."""
+        p = self.negative_predictions.get(name)
+        return None if p is None or not len(p) else float((p == 10).mean())
 
     def per_class(self, name: str) -> list[float]:
         p = self.predictions[name]
         return [float((p[self.y_true == c] == c).mean()) for c in range(10)]
 
     def confusion(self, name: str) -> np.ndarray:
-        cm = np.zeros((10, 10), np.int64)
+        """Rows true class, columns predicted; with 11 classes row 10 is the held-out negatives."""
+        n = self.classes
+        cm = np.zeros((n, n), np.int64)
         np.add.at(cm, (self.y_true.astype(np.int64), self.predictions[name].astype(np.int64)), 1)
+        neg = self.negative_predictions.get(name)
+        if n == 11 and neg is not None:
+            np.add.at(cm, (np.full(len(neg), 10), neg.astype(np.int64)), 1)
         return cm
 
 
 def _tflite_predict(path: Path, x01: np.ndarray, *, batch: int = 1000) -> np.ndarray:
-    """Raw LiteRT run of a float or quantised model on float images in [0, 1]."""
+    """Raw LiteRT run of a float or quantised model on float images in [0, 1]: raw outputs (N, C)."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
@@ -81,8 +119,34 @@ def _tflite_predict(path: Path, x01: np.ndarray, *, batch: int = 1000) -> np.nda
             xb = np.clip(np.rint(xb / scale) + zp, info.min, info.max).astype(inp["dtype"])
         it.set_tensor(inp["index"], xb.astype(inp["dtype"]))
         it.invoke()
-        preds.append(it.get_tensor(out["index"]).argmax(axis=1))
+        preds.append(it.get_tensor(out["index"]).copy())
     return np.concatenate(preds)
+
+
+def _model_probs(path: Path, x01: np.ndarray, *, batch: int = 1000) -> np.ndarray:
+    """Probabilities (N, C) from edge_infer's ``Model.run`` (the device's (de)quantisation)."""
+    from edge_infer import load_model
+
+    with load_model(path, delegate="cpu") as m:
+        return np.concatenate([m.run(x01[s : s + batch]) for s in range(0, len(x01), batch)])
+
+
+def _recognizer_agreement(path: Path, images: np.ndarray, probs: np.ndarray) -> float | None:
+    """Share of crops on which ``DigitRecognizer`` agrees with the strict scoring."""
+    from edge_infer import DigitRecognizer
+    from edge_infer.errors import ModelError
+
+    try:
+        rec = DigitRecognizer(model=path, delegate="cpu")
+    except ModelError as e:
+        log.warning("DigitRecognizer cannot use %s (%s); scored through Model.run only", path.name, e)
+        return None
+    with rec:
+        preds = rec.classify_batch(images)
+    same = np.array([p.digit for p in preds]) == probs[:, :10].argmax(axis=1)
+    if probs.shape[1] == 11 and all(hasattr(p, "is_digit") for p in preds):
+        same &= np.array([p.is_digit for p in preds]) == (probs.argmax(axis=1) != 10)
+    return float(same.mean())
 
 
 def measure_latency(
@@ -133,6 +197,7 @@ def evaluate(
     float_tflite: Path,
     int8_tflite: Path,
     baseline_int8: Path | None = None,
+    negatives: np.ndarray | None = None,
     num_threads: int = 1,
     latency_rounds: int = 7,
 ) -> Evaluation:
@@ -143,25 +208,39 @@ def evaluate(
         keras_model: the trained float model.
         float_tflite, int8_tflite: the converted models.
         baseline_int8: the plain baseline CNN, int8, for the latency comparison.
+        negatives: held-out non-digit crops, uint8 ``(M, 28, 28)``, scored when
+            the model has the "not a digit" class.
         num_threads: interpreter threads for every TFLite latency measurement.
         latency_rounds: interleaved rounds of timing.
     """
     import tensorflow as tf
 
-    from edge_infer import DigitRecognizer, load_model
+    from edge_infer import load_model
 
     x01 = (data.x_test.astype(np.float32) / 255.0)[..., None]
-    preds: dict[str, np.ndarray] = {}
-    log.info("scoring float Keras on %d test digits", len(x01))
-    preds["float_keras"] = keras_model.predict(x01, batch_size=500, verbose=0).argmax(axis=1)
+    classes = int(keras_model.output_shape[-1])
+    if classes == 11 and negatives is not None and len(negatives):
+        xn = (np.asarray(negatives, np.float32) / 255.0)[..., None]
+    else:
+        xn = x01[:0]
+    both = np.concatenate([x01, xn])
+    n = len(x01)
+    raw: dict[str, np.ndarray] = {}
+    log.info("scoring float Keras on %d test digits and %d held-out negatives", n, len(xn))
+    raw["float_keras"] = keras_model.predict(both, batch_size=500, verbose=0)
     log.info("scoring float TFLite")
-    preds["float_tflite"] = _tflite_predict(float_tflite, x01)
+    raw["float_tflite"] = _tflite_predict(float_tflite, both)
     log.info("scoring int8 TFLite through edge_infer")
-    with DigitRecognizer(model=int8_tflite, delegate="cpu") as rec:
-        preds["int8_edge_infer"] = np.array([p.digit for p in rec.classify_batch(data.x_test)])
+    raw["int8_edge_infer"] = _model_probs(int8_tflite, both)
+    ev = Evaluation(data.y_test.copy(), {}, classes=classes)
+    for name, out in raw.items():
+        ev.predictions[name] = out[:n].argmax(axis=1)
+        ev.digit_predictions[name] = out[:n, :10].argmax(axis=1)
+        if len(xn):
+            ev.negative_predictions[name] = out[n:].argmax(axis=1)
     if baseline_int8 is not None:
-        preds["baseline_int8"] = _tflite_predict(baseline_int8, x01)
-    ev = Evaluation(data.y_test.copy(), preds)
+        ev.predictions["baseline_int8"] = _tflite_predict(baseline_int8, x01).argmax(axis=1)
+    ev.recognizer_agreement = _recognizer_agreement(int8_tflite, data.x_test, raw["int8_edge_infer"][:n])
 
     # Batched and one-by-one must agree exactly: the runtime resizes the batch of crops.
     with load_model(int8_tflite, delegate="cpu") as m:

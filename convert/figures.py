@@ -25,8 +25,10 @@ def _png(img) -> bytes:
     return buf.getvalue()
 
 
-def confusion_png(cm: np.ndarray, *, title: str) -> bytes:
-    """A 10x10 confusion matrix (rows: true digit, columns: predicted) as PNG bytes.
+def confusion_png(cm: np.ndarray, *, title: str, labels: list[str] | None = None) -> bytes:
+    """A square confusion matrix (rows: true class, columns: predicted) as PNG bytes.
+
+    ``labels`` name the classes (default ``0 .. n-1``); 10 digits or 11 with "not a digit".
 
     Off-diagonal cells are shaded by count relative to the largest error, so
     the rare mistakes stay visible next to the ~1000-count diagonal.
@@ -34,6 +36,7 @@ def confusion_png(cm: np.ndarray, *, title: str) -> bytes:
     from PIL import Image, ImageDraw
 
     n = cm.shape[0]
+    labels = labels or [str(i) for i in range(n)]
     cell, left, top = 46, 60, 70
     w, h = left + n * cell + 20, top + n * cell + 40
     img = Image.new("RGB", (w, h), "white")
@@ -46,8 +49,9 @@ def confusion_png(cm: np.ndarray, *, title: str) -> bytes:
     np.fill_diagonal(off, 0)
     max_off = max(int(off.max()), 1)
     for i in range(n):
-        d.text((left - 18, top + i * cell + cell // 2 - 7), str(i), fill="black", font=f)
-        d.text((left + i * cell + cell // 2 - 4, top - 18), str(i), fill="black", font=f)
+        lw = d.textlength(labels[i], font=f)
+        d.text((left - 8 - lw, top + i * cell + cell // 2 - 7), labels[i], fill="black", font=f)
+        d.text((left + i * cell + (cell - lw) / 2, top - 18), labels[i], fill="black", font=f)
         for j in range(n):
             v = int(cm[i, j])
             x0, y0 = left + j * cell, top + i * cell

@@ -37,6 +37,8 @@ SHIPPED_DIR = REPO / "edge_infer" / "models"
 DOCS_REPORT = REPO / "docs" / "conversion_report"
 CONVENTION = "MNIST: 28x28 white digit on black, longest side 20 px, centre of mass centred; values in [0,1]"
 TARGETS = {"min_int8_accuracy": 0.994, "max_drop_pp": 0.1, "max_size_bytes": 100_000}
+REJECT_LABEL = "not a digit"
+HELDOUT_NEGATIVES = 2000
 
 
 def say(msg: str) -> None:
@@ -79,15 +81,22 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
     from convert.train import count_macs, effective_batch_size, train
 
     n = len(data.x_train) if cfg.limit is None else min(cfg.limit, len(data.x_train))
-    say(f"training on {n} images ({len(data.x_val)} held out for validation), {cfg.epochs} epoch(s), seed {cfg.seed}")
+    n_neg = cfg.negatives_for(n)
+    neg = f" + {n_neg} 'not a digit' negatives" if cfg.reject_class else " (no 'not a digit' class)"
+    say(
+        f"training on {n} images{neg} ({len(data.x_val)} held out for validation), "
+        f"{cfg.epochs} epoch(s), seed {cfg.seed}"
+    )
     model, history = train(data, cfg)
     save_keras(model, out / "digits.keras")
     write_json(
         out / "train.json",
         {
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-            "batch_size": effective_batch_size(cfg, n),
+            "batch_size": effective_batch_size(cfg, n + n_neg),
             "train_images": n,
+            "negatives": n_neg,
+            "classes": cfg.classes,
             "val_images": len(data.x_val),
             "macs_per_digit": count_macs(model),
             "params": int(model.count_params()),
@@ -104,7 +113,10 @@ def step_saved_model(model: Any, directory: Path) -> None:
     from convert.quantize import export_saved_model
 
     export_saved_model(model, directory)
-    say(f"wrote SavedModel {directory} (signature serving_default: image [N,28,28,1] -> probs [N,10])")
+    say(
+        f"wrote SavedModel {directory} "
+        f"(signature serving_default: image [N,28,28,1] -> probs [N,{model.output_shape[-1]}])"
+    )
 
 
 def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, io: str) -> Any:
@@ -112,7 +124,7 @@ def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, i
 
     say("converting to float TFLite")
     write_bytes(out / "digits_float.tflite", to_float_tflite(model))
-    rep = data.x_train[: max(1, calibration)]
+    rep = calibration_images(data, calibration, classes=int(model.output_shape[-1]))
     say(f"quantising to full integer ({io} I/O), calibrating on {len(rep)} training images")
     q = to_int8_tflite(model, rep, io=io)
     check = verify_fully_integer(q)  # refuse before anything is written under the final name
@@ -120,6 +132,21 @@ def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, i
     say(f"verified fully integer: {len(check.ops)} ops: {', '.join(check.op_names)}")
     write_manifest(out / "digits_int8.tflite", check, accuracy=None, macs=_macs(model), seed=None)
     return check
+
+
+def calibration_images(data: MnistData, calibration: int, *, classes: int, seed: int = 4321) -> np.ndarray:
+    """The representative dataset: training digits, and with the reject class one negative in eight.
+
+    The negatives come from another seed than training's; their activations (a
+    confident class 10) must be inside the calibrated ranges too.
+    """
+    calibration = max(1, calibration)
+    if classes != 11:
+        return data.x_train[:calibration]
+    from convert.negatives import make_negatives
+
+    k = calibration // 8
+    return np.concatenate([data.x_train[: calibration - k], make_negatives(k, seed)])
 
 
 def _macs(model: Any) -> int:
@@ -142,12 +169,17 @@ def write_manifest(
     import tensorflow as tf
 
     data = model_path.read_bytes()
-    manifest = {
+    classes = int(check.output_shape[-1])
+    labels = [str(i) for i in range(10)] + ([REJECT_LABEL] if classes == 11 else [])
+    if classes not in (10, 11):
+        raise ConvertError(f"{model_path}: {classes} output classes; expected 10 digits, or 11 with 'not a digit'")
+    manifest: dict[str, Any] = {
         "name": model_path.stem,
         "file": model_path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
-        "labels": [str(i) for i in range(10)],
+        "labels": labels,
+        **({"reject_class": 10} if classes == 11 else {}),
         "input": {
             "shape": list(check.input_shape),
             "dtype": check.input_dtype,
@@ -206,7 +238,9 @@ def step_baseline(data: MnistData, out: Path, *, epochs: int, limit: int | None,
     from convert.train import TrainConfig, build_baseline, train
 
     say(f"training the baseline CNN (Conv16-Pool-Conv32-Pool-Dense64-Dense10) for {epochs} epoch(s), for timing")
-    cfg = TrainConfig(epochs=epochs, limit=limit, seed=seed, augment=False, learning_rate=1e-3, verbose=2)
+    cfg = TrainConfig(
+        epochs=epochs, limit=limit, seed=seed, augment=False, learning_rate=1e-3, reject_class=False, verbose=2
+    )
     keras.utils.set_random_seed(seed)
     model, _ = train(data, cfg, model=build_baseline())
     q = to_int8_tflite(model, data.x_train[:calibration])
@@ -225,6 +259,7 @@ def step_evaluate(
     seed: int,
     calibration: int,
     num_threads: int = 1,
+    heldout: int = HELDOUT_NEGATIVES,
 ) -> dict[str, Any]:
     from convert.evaluate import evaluate
     from convert.figures import digit_grid_png
@@ -237,6 +272,13 @@ def step_evaluate(
     check = verify_fully_integer(int8)
     if not (out / "baseline_int8.tflite").is_file():
         step_baseline(data, out, epochs=baseline_epochs, limit=limit, seed=seed, calibration=calibration)
+    classes = int(model.output_shape[-1])
+    negatives = None
+    if classes == 11:
+        from convert.negatives import heldout_negatives
+
+        say(f"drawing {heldout} held-out negatives (DejaVu fonts, never used in training; another seed)")
+        negatives = heldout_negatives(heldout)
     say("evaluating on the 10,000 MNIST test digits and timing every model in one run")
     ev = evaluate(
         data,
@@ -244,6 +286,7 @@ def step_evaluate(
         float_tflite=out / "digits_float.tflite",
         int8_tflite=int8,
         baseline_int8=out / "baseline_int8.tflite",
+        negatives=negatives,
         num_threads=num_threads,
     )
     train_info = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
@@ -292,14 +335,29 @@ def step_evaluate(
             "params": train_info.get("params"),
         },
         "augmentation_png": aug_png,
+        "classes": classes,
+        "negatives_png": (
+            digit_grid_png(negatives[:40], [""] * min(40, len(negatives)), cols=10, scale=2)
+            if negatives is not None and len(negatives)
+            else None
+        ),
     }
+    context["train"]["negatives"] = train_info.get("negatives")
     write_report(report_dir, ev, data, context)
-    acc = {
+    acc: dict[str, Any] = {
         "dataset": "MNIST test (10,000)",
         "float": ev.accuracy("float_keras"),
         "float_tflite": ev.accuracy("float_tflite"),
         "int8": ev.accuracy("int8_edge_infer"),
     }
+    if classes == 11:
+        acc["scoring"] = "strict: argmax over all 11 classes, a digit called 'not a digit' is an error"
+        acc["int8_digits_rejected"] = ev.rejected("int8_edge_infer")
+        acc["float_digits_rejected"] = ev.rejected("float_keras")
+        acc["int8_digit_only"] = ev.digit_accuracy("int8_edge_infer")
+        acc["heldout_negatives"] = f"{len(negatives) if negatives is not None else 0} non-digits, DejaVu fonts"
+        acc["int8_negatives_rejected"] = ev.negatives_rejected("int8_edge_infer")
+        acc["float_negatives_rejected"] = ev.negatives_rejected("float_keras")
     write_manifest(
         int8,
         check,
@@ -311,9 +369,15 @@ def step_evaluate(
     )
     lat = ev.latency_us
     say(
-        f"accuracy: float Keras {acc['float']:.4f}, float TFLite {acc['float_tflite']:.4f}, "
-        f"int8 via edge_infer {acc['int8']:.4f}"
+        f"accuracy{' (strict)' if classes == 11 else ''}: float Keras {acc['float']:.4f}, "
+        f"float TFLite {acc['float_tflite']:.4f}, int8 via edge_infer {acc['int8']:.4f}"
     )
+    if classes == 11:
+        say(
+            f"not a digit: int8 rejects {acc['int8_digits_rejected']:.2%} of test digits and "
+            f"{acc['int8_negatives_rejected']:.2%} of held-out negatives "
+            f"(float: {acc['float_digits_rejected']:.2%} / {acc['float_negatives_rejected']:.2%})"
+        )
     if "baseline_int8" in lat:
         say(
             f"int8 latency {lat['int8_tflite']:.1f} us vs baseline int8 {lat['baseline_int8']:.1f} us per digit "

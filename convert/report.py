@@ -25,6 +25,11 @@ _LABELS = {
     "int8_tflite": "int8 TFLite (LiteRT invoke)",
     "baseline_int8": "baseline CNN int8",
 }
+_REJECT_SHORT = "none"  # class 10, "not a digit", in figures
+
+
+def _cls(c: int) -> str:
+    return _REJECT_SHORT if c == 10 else str(c)
 
 
 def _pct(x: float | None) -> str:
@@ -76,26 +81,46 @@ def write_report(
         "per_class_accuracy": {k: ev.per_class(k) for k in ev.predictions},
         "confusion_int8": ev.confusion(main).tolist(),
         "misclassified_int8": len(wrong),
+        "classes": ev.classes,
         "latency_us_per_digit": lat,
         "latency_ratio_vs_int8": ratios,
         "sizes_bytes": ev.sizes,
         "targets_met": checks,
-        **{k: v for k, v in context.items() if k not in ("history",)},
+        **{k: v for k, v in context.items() if k not in ("history", "negatives_png")},
     }
+    if ev.classes == 11:
+        result["not_a_digit"] = {
+            k: {
+                "strict_accuracy": ev.accuracy(k),
+                "digit_only_accuracy": ev.digit_accuracy(k),
+                "digits_rejected": ev.rejected(k),
+                "heldout_negatives_rejected": ev.negatives_rejected(k),
+                "heldout_negatives": len(ev.negative_predictions.get(k, ())),
+            }
+            for k in ev.digit_predictions
+        }
+        result["recognizer_agreement"] = ev.recognizer_agreement
 
     with atomic_dir(directory) as tmp:
         save(
             tmp / "confusion_int8.png",
-            confusion_png(ev.confusion(main), title="int8 model via edge_infer, MNIST test (10,000)"),
+            confusion_png(
+                ev.confusion(main),
+                title="int8 model via edge_infer, MNIST test (10,000)"
+                + (" + held-out non-digits" if ev.classes == 11 else ""),
+                labels=[_cls(c) for c in range(ev.classes)],
+            ),
         )
         shown = wrong[:40]
-        caps = [f"{ev.y_true[i]}->{ev.predictions[main][i]}" for i in shown]
+        caps = [f"{ev.y_true[i]}->{_cls(int(ev.predictions[main][i]))}" for i in shown]
         save(
             tmp / "misclassified_int8.png",
             digit_grid_png(data.x_test[shown], caps, title="misclassified (true->predicted)"),
         )
         if context.get("augmentation_png"):
             save(tmp / "augmentation.png", context["augmentation_png"])
+        if context.get("negatives_png"):
+            save(tmp / "heldout_negatives.png", context["negatives_png"])
         result.pop("augmentation_png", None)
         write_json(tmp / "report.json", result)
         write_text(tmp / "report.md", _markdown(result, ev, context, has_aug=bool(context.get("augmentation_png"))))
@@ -115,7 +140,9 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
     L += [
         "## Summary",
         "",
-        "| model | MNIST test accuracy | file size | MACs / digit | latency / digit | vs int8 |",
+        "| model | MNIST test accuracy"
+        + (" (strict)" if ev.classes == 11 else "")
+        + " | file size | MACs / digit | latency / digit | vs int8 |",
         "|---|---|---|---|---|---|",
     ]
     size_of = {
@@ -161,6 +188,57 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
         "batch_resize_consistent": "batch-resized invoke == one-by-one invoke",
     }
     L += [f"| {names[k]} | {yes[bool(v)]} |" for k, v in r["targets_met"].items()]
+    nad = r.get("not_a_digit")
+    if nad:
+        L += [
+            "",
+            "## Not a digit (class 10)",
+            "",
+            'Strict accuracy is the argmax over all 11 classes (a digit called "not a digit" is an error); '
+            "digit-only is the best of 0-9, what `Prediction.digit` reports whatever `is_digit` says. Held-out "
+            "negatives are letters, symbols, line fragments and smudges drawn with DejaVu fonts (never used in "
+            "training) and another seed, normalised by `edge_infer.preprocess.to_mnist`.",
+            "",
+            "| model | strict accuracy | digit-only accuracy | MNIST digits rejected | held-out non-digits rejected |",
+            "|---|---|---|---|---|",
+        ]
+        for k, v in nad.items():
+            L.append(
+                f"| {_LABELS[k]} | {_pct(v['strict_accuracy'])} | {_pct(v['digit_only_accuracy'])} | "
+                f"{_pct(v['digits_rejected'])} | {_pct(v['heldout_negatives_rejected'])} "
+                f"(of {v['heldout_negatives']:,}) |"
+            )
+        cm = np.asarray(r["confusion_int8"])
+        if cm.shape == (11, 11):
+            digits_rejected = int(cm[:10, 10].sum())
+            neg_total = int(cm[10].sum())
+            L += [
+                "",
+                "Digit vs rejection (int8 via edge_infer):",
+                "",
+                "| true \\ predicted | a digit | not a digit |",
+                "|---|---|---|",
+                f"| MNIST digit | {int(cm[:10, :10].sum()):,} | {digits_rejected:,} |",
+                f"| held-out non-digit | {neg_total - int(cm[10, 10]):,} | {int(cm[10, 10]):,} |",
+                "",
+                "Non-digits accepted, by the digit they were read as: "
+                + (", ".join(f"{d}: {int(cm[10, d])}" for d in range(10) if cm[10, d]) or "none")
+                + ".",
+            ]
+        agree = r.get("recognizer_agreement")
+        L += [
+            "",
+            "`DigitRecognizer.classify_batch` agreement with this scoring: "
+            + (_pct(agree) if agree is not None else "not checked (the runtime could not load the model)")
+            + ".",
+        ]
+        if ctx.get("negatives_png"):
+            L += [
+                "",
+                "Held-out non-digits, as the model sees them:",
+                "",
+                "![held-out negatives](heldout_negatives.png)",
+            ]
     L += [
         "",
         "## Per-class accuracy",
@@ -174,6 +252,11 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
         "",
         "## Confusion matrix (int8 via edge_infer)",
         "",
+        *(
+            ["Row and column `none` are class 10, not a digit; its row is the held-out non-digits.", ""]
+            if ev.classes == 11
+            else []
+        ),
         "![confusion matrix](confusion_int8.png)",
         "",
         f"## Misclassified digits ({r['misclassified_int8']} of {len(ev.y_true)}; first 40)",
@@ -188,7 +271,8 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
         f"- input `{chk.get('input_shape')}` {chk.get('input_dtype')}, scale {chk.get('input_scale')}, "
         f"zero point {chk.get('input_zero_point')} (float [0, 1] in)",
         f"- output `{chk.get('output_shape')}` {chk.get('output_dtype')} softmax, scale {chk.get('output_scale')}, "
-        f"zero point {chk.get('output_zero_point')}",
+        f"zero point {chk.get('output_zero_point')}"
+        + (" (classes 0-9, then 10 = not a digit)" if ev.classes == 11 else ""),
         "- verifier: fully integer (every tensor int8, int32 only for biases and shape constants, no float op, "
         "static shapes)",
         f"- ops ({len(ctx.get('ops', []))}): " + ", ".join(f"`{o}`" for o in ctx.get("ops", [])),
@@ -217,9 +301,11 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
             "## Training",
             "",
             f"- {tr.get('epochs')} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
-            f"{tr.get('train_images')} training images, {tr.get('val_images')} held out for validation; the test set "
-            "is used only here.",
-            f"- final validation accuracy (float): {_pct(tr.get('final_val_acc'))}",
+            f"{tr.get('train_images')} training images"
+            + (f" + {tr['negatives']:,} non-digit negatives (class 10)" if tr.get("negatives") else "")
+            + f", {tr.get('val_images')} held out for validation; the test set is used only here.",
+            f"- final validation accuracy (float, MNIST validation digits"
+            f"{', strict' if ev.classes == 11 else ''}): {_pct(tr.get('final_val_acc'))}",
             f"- calibration: {ctx.get('calibration')} training images",
             f"- data: {ctx.get('data_source')}",
             "",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,35 +60,79 @@ def test_all_writes_every_artifact(run):
 
 @pytest.mark.slow
 def test_all_output_is_fully_int8_and_scores_in_edge_infer(run, mnist):
+    from convert.negatives import heldout_negatives
     from convert.quantize import verify_fully_integer
-    from edge_infer import DigitRecognizer, load_model
+    from edge_infer import load_model
 
-    out, _, _ = run
+    out, _, r = run
     model = out / "digits_int8.tflite"
     check = verify_fully_integer(model)
     assert check.input_dtype == check.output_dtype == "int8"
-
-    with DigitRecognizer(model=model, delegate="cpu") as rec:
-        preds = np.array([p.digit for p in rec.classify_batch(mnist.x_test)])
-    acc = float((preds == mnist.y_test).mean())
-    assert acc >= 0.95, acc
+    assert check.output_shape == (1, 11)  # digits 0-9, then "not a digit"
+    assert "+ 714 'not a digit' negatives" in r.stdout  # one per 7 of the 5000 digits
 
     with load_model(model, delegate="cpu") as m:  # sha256 from the manifest is checked on load
-        y = m.run(mnist.x_test[:5, :, :, None] / 255.0)
-        assert y.shape == (5, 10) and m.batch_resizable
+        probs = m.run(mnist.x_test[:, :, :, None] / 255.0)
+        assert probs.shape == (10_000, 11) and m.batch_resizable
+        neg = m.run(heldout_negatives(400, seed=31)[..., None] / 255.0).argmax(axis=1)
+    preds = probs.argmax(axis=1)  # strict: a digit called "not a digit" is an error
+    acc = float((preds == mnist.y_test).mean())
+    assert acc >= 0.93, acc
+    rejected_digits = float((preds == 10).mean())
+    rejected_negatives = float((neg == 10).mean())
+    # after one epoch on a slice, well above the 1-in-8 prior of the class, and digits mostly kept
+    assert rejected_negatives >= 0.5 and rejected_digits <= 0.03, (rejected_negatives, rejected_digits)
 
     manifest = json.loads((out / "digits_int8.json").read_text())
     assert manifest["file"] == "digits_int8.tflite" and manifest["size_bytes"] == model.stat().st_size
-    assert manifest["labels"] == [str(i) for i in range(10)]
+    assert manifest["labels"] == [str(i) for i in range(10)] + ["not a digit"]
+    assert manifest["reject_class"] == 10
     assert manifest["input"]["shape"] == [1, 28, 28, 1] and manifest["input"]["zero_point"] == -128
-    assert manifest["output"]["kind"] == "softmax" and manifest["ops"] == check.op_names
+    assert manifest["output"]["kind"] == "softmax" and manifest["output"]["shape"] == [1, 11]
+    assert manifest["ops"] == check.op_names
     assert manifest["accuracy"]["int8"] == pytest.approx(acc)
+    assert manifest["accuracy"]["int8_digits_rejected"] == pytest.approx(rejected_digits)
+    assert manifest["accuracy"]["int8_negatives_rejected"] >= 0.5
     assert manifest["command"].startswith("python -m convert all --out ") and manifest["seed"] == 1234
 
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["accuracy"]["int8_edge_infer"] == pytest.approx(acc)
+    assert report["not_a_digit"]["int8_edge_infer"]["heldout_negatives"] == 2000
+    cm = np.array(report["confusion_int8"])
+    assert cm.shape == (11, 11) and cm[:10].sum() == 10_000 and cm[10].sum() == 2000
     assert report["targets_met"]["batch_resize_consistent"] is True
     assert set(report["latency_us_per_digit"]) >= {"float_keras", "float_tflite", "int8_tflite", "baseline_int8"}
+    md = (out / "report" / "report.md").read_text()
+    assert "## Not a digit (class 10)" in md and "held-out non-digit" in md
+
+
+def test_reject_class_options():
+    from convert.__main__ import _parser, _train_cfg
+
+    cfg = _train_cfg(_parser().parse_args(["all", "--out", "x"]))
+    assert cfg.reject_class and cfg.classes == 11 and cfg.negatives_for(50_000) == 7142
+    cfg = _train_cfg(_parser().parse_args(["train", "--out", "x", "--negatives", "300", "--fonts", "/f"]))
+    assert cfg.negatives_for(5000) == 300 and cfg.fonts == ("/f",)
+    cfg = _train_cfg(_parser().parse_args(["all", "--out", "x", "--no-reject-class"]))
+    assert cfg.classes == 10 and cfg.negatives_for(50_000) == 0
+
+
+def test_manifest_labels_follow_the_output(tmp_path):
+    pytest.importorskip("tensorflow")
+    from convert.errors import ConvertError
+    from convert.pipeline import write_manifest
+    from convert.quantize import inspect_model
+
+    shipped = ROOT / "edge_infer" / "models" / "digits_int8.tflite"
+    check = inspect_model(shipped)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(shipped.read_bytes())
+    for classes, labels in ((10, [str(i) for i in range(10)]), (11, [str(i) for i in range(10)] + ["not a digit"])):
+        c = replace(check, output_shape=(1, classes))
+        m = json.loads(write_manifest(model, c, accuracy=None, macs=None, seed=None).read_text())
+        assert m["labels"] == labels and (m.get("reject_class") == 10) == (classes == 11)
+    with pytest.raises(ConvertError, match="12 output classes"):
+        write_manifest(model, replace(check, output_shape=(1, 12)), accuracy=None, macs=None, seed=None)
 
 
 def test_bad_usage_exits_2_with_one_line(tmp_path):
