@@ -21,8 +21,11 @@ steps 1-6 live in :mod:`edge_infer.segment`, 7-8 here):
    through :func:`edge_infer.preprocess.normalize_ink`: tight box, longest side
    20 px, centred by mass in 28x28, white on black.
 8. **One invoke** for all crops (:meth:`DigitRecognizer.classify_batch`), then
-   rejection: a score threshold, and words - a run of tightly spaced marks that
-   is mostly not digits (letters) is dropped whole.
+   rejection: the model's "not a digit" class (letters, symbols, line crumbs),
+   a score threshold, and words: digits in a run of close marks that has letters
+   in it are letters too ("oo" in "Room"), unless a word space sets them apart.
+   With a digits-only model (no "not a digit" class) words are told by their
+   lower-case letters instead (marks that stop at the x-height).
 
 :func:`read_numbers` groups the digits found into numbers along a text line.
 
