@@ -359,18 +359,17 @@ def _candidates(
     keep[0] = False
     # A frame drawn around marks (a box on a form, the border of a grid whose inner
     # lines were erased) is not a digit, and pieces must not merge into it: drop
-    # components with two or more marks (not specks) centred inside their box.
+    # components with two or more marks (not specks) inside their box (three
+    # quarters of the mark's box or more: the rings of a "%" stick out of its bar's).
     big = np.flatnonzero(keep & (h >= min_h))
     marks_ = np.flatnonzero(keep & (h >= 0.4 * min_h))
     if len(big) and len(marks_) > 2:
-        cx = x[marks_] + w[marks_] / 2
-        cy = y[marks_] + h[marks_] / 2
-        enclosed = (
-            (cx[None, :] > x[big, None])
-            & (cx[None, :] < (x + w)[big, None])
-            & (cy[None, :] > y[big, None])
-            & (cy[None, :] < (y + h)[big, None])
-        ).sum(axis=1) - 1  # minus itself
+        mx0, my0, mx1, my1 = x[marks_], y[marks_], (x + w)[marks_], (y + h)[marks_]
+        iw = np.clip(np.minimum(mx1[None, :], (x + w)[big, None]) - np.maximum(mx0[None, :], x[big, None]), 0, None)
+        ih = np.clip(np.minimum(my1[None, :], (y + h)[big, None]) - np.maximum(my0[None, :], y[big, None]), 0, None)
+        inside = iw * ih >= 0.75 * (w * h)[marks_][None, :]
+        inside &= marks_[None, :] != big[:, None]
+        enclosed = inside.sum(axis=1)
         keep[big[enclosed >= 2]] = False
     ids = np.flatnonzero(keep)
     if len(ids) == 0:
@@ -411,6 +410,7 @@ def _candidates(
                 max(b[3], gb[target, 3]),
             ]
     gboxes = gb[:n]
+    groups, gboxes = _merge_overlapping(groups, gboxes, max_h)
     cands, marks = [], []
     centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
     heights = gboxes[:, 3] - gboxes[:, 1]
@@ -441,3 +441,45 @@ def _candidates(
                 continue
         marks.append(box)
     return cands, marks
+
+
+def _merge_overlapping(groups: list[list[int]], boxes: np.ndarray, max_h: int) -> tuple[list[list[int]], np.ndarray]:
+    """Merges groups whose boxes overlap by a quarter of the smaller one: the pieces of
+    one glyph ("%", a broken letter) rather than two digits side by side, whose boxes
+    barely touch. The merged mark is then read whole (the model rejects a "%")."""
+    n = len(groups)
+    if n < 2:
+        return groups, boxes
+    x0, y0, x1, y1 = (boxes[:, i].astype(np.float64) for i in range(4))
+    iw = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    ih = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    area = (x1 - x0) * (y1 - y0)
+    small = np.minimum(area[:, None], area[None])
+    hit = (iw * ih >= 0.25 * np.maximum(small, 1)) & (small >= 0.15 * np.maximum(area[:, None], area[None]))
+    np.fill_diagonal(hit, False)
+    if not hit.any():
+        return groups, boxes
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    out_boxes = boxes.copy()
+    for i, j in zip(*np.nonzero(np.triu(hit))):
+        ri, rj = root(int(i)), root(int(j))
+        if ri == rj:
+            continue
+        a, b = out_boxes[ri], out_boxes[rj]
+        m = np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])])
+        if m[3] - m[1] > max_h or m[2] - m[0] > 2 * (m[3] - m[1]):
+            continue
+        parent[rj] = ri
+        out_boxes[ri] = m
+    merged: dict[int, list[int]] = {}
+    for i in range(n):
+        merged.setdefault(root(i), []).extend(groups[i])
+    keys = sorted(merged)
+    return [merged[k] for k in keys], out_boxes[keys]
