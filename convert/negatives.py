@@ -4,6 +4,8 @@ Each negative is drawn as dark ink on light paper at a random size (glyph about
 20-120 px tall), stroke weight, slant and small rotation, with blur, an uneven
 paper tone and sensor noise, and then goes through :func:`edge_infer.preprocess.to_mnist`,
 the very normalisation the runtime applies to a crop before the model sees it.
+The renderer is :mod:`convert.render`, shared with the printed digits of
+:mod:`convert.printed`, so positives and negatives differ only in their shapes.
 
 Kinds of negative (share of the set):
 
@@ -41,28 +43,30 @@ fonts give the same array on every machine. Needs OpenCV and Pillow.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from convert.render import DEJAVU_DIR, LIBERATION_DIR, dejavu_fonts, find_fonts, hershey_text, ink_crop
+from convert.render import elastic as _elastic
+from convert.render import tight as _tight
+from convert.render import ttf_text as _ttf_text
 
 __all__ = [
     "EXCLUDED_LETTERS",
     "LETTERS",
     "SYMBOLS",
+    "DEJAVU_DIR",
+    "LIBERATION_DIR",
     "find_fonts",
     "heldout_negatives",
     "make_negatives",
 ]
 
 log = logging.getLogger(__name__)
-
-LIBERATION_DIR = Path("/usr/share/fonts/truetype/liberation")
-DEJAVU_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
 #: Letters never drawn: each looks like a digit in some font or hand (0, 1, 7, 2, 5, 8, 6, 9).
 EXCLUDED_LETTERS = frozenset("OoQDIlijJTZzSsBbgqGU")
@@ -76,64 +80,6 @@ _KIND_P = {"letter": 0.45, "piece": 0.15, "symbol": 0.15, "lines": 0.15, "blob":
 _SCRIPT_LETTERS = "".join(c for c in LETTERS if c.islower())
 
 
-def find_fonts(dirs: Sequence[str | os.PathLike[str]] = (), *, system: bool = True) -> list[Path]:
-    """TrueType/OpenType files for the negatives: Liberation plus those in ``dirs``, never DejaVu.
-
-    Args:
-        dirs: extra directories (searched recursively) or font files.
-        system: include the Liberation fonts.
-
-    Returns:
-        Sorted font paths (sorted, so the same fonts give the same negatives).
-    """
-    found: set[Path] = set()
-    roots = ([LIBERATION_DIR] if system else []) + [Path(d) for d in dirs]
-    for root in roots:
-        if root.is_file():
-            cands = [root]
-        elif root.is_dir():
-            cands = [p for p in root.rglob("*") if p.suffix.lower() in (".ttf", ".otf")]
-        else:
-            log.warning("font path %s does not exist; ignored", root)
-            continue
-        for p in cands:
-            if p.name.lower().startswith("dejavu"):
-                log.warning("skipping %s: DejaVu fonts are kept for held-out evaluation", p)
-                continue
-            found.add(p)
-    return sorted(found)
-
-
-@functools.lru_cache(maxsize=64)
-def _ttf(path: str, size: int) -> Any:
-    from PIL import ImageFont
-
-    return ImageFont.truetype(path, size)
-
-
-def _tight(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask > 0.1)
-    if len(ys) == 0:
-        return mask[:0, :0]
-    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-
-
-def _ttf_text(font: Path, text: str, rng: np.random.Generator, *, squeeze: float = 1.0) -> np.ndarray:
-    """Alpha mask (float32 in [0, 1], tight) of ``text`` at 80 px; letters drawn one by one
-    with their advance times ``squeeze`` so that a squeeze < 1 makes them touch."""
-    from PIL import Image, ImageDraw
-
-    f = _ttf(str(font), 80)
-    w = int(90 * len(text) + 60)
-    im = Image.new("L", (w, 160), 0)
-    d = ImageDraw.Draw(im)
-    x = 30.0
-    for ch in text:
-        d.text((x, 30), ch, font=f, fill=255)
-        x += f.getlength(ch) * squeeze
-    return _tight(np.asarray(im, np.float32) / 255.0)
-
-
 def _hershey_text(text: str, rng: np.random.Generator, *, squeeze: float = 1.0) -> np.ndarray:
     import cv2
 
@@ -143,32 +89,7 @@ def _hershey_text(text: str, rng: np.random.Generator, *, squeeze: float = 1.0) 
         text = "".join(
             c if c in _SCRIPT_LETTERS or not c.isalpha() else str(rng.choice(list(_SCRIPT_LETTERS))) for c in text
         )
-    if rng.random() < 0.3:
-        face |= cv2.FONT_ITALIC
-    scale = 2.5
-    thick = int(rng.integers(2, 9))
-    im = np.zeros((200, int(70 * len(text) + 80)), np.uint8)
-    x = 30.0
-    for ch in text:
-        (cw, _), _ = cv2.getTextSize(ch, face, scale, thick)
-        cv2.putText(im, ch, (int(x), 130), face, scale, 255, thick, cv2.LINE_AA)
-        x += cw * squeeze
-    return _tight(_elastic(im.astype(np.float32) / 255.0, rng))
-
-
-def _elastic(mask: np.ndarray, rng: np.random.Generator, *, alpha: float | None = None) -> np.ndarray:
-    """Smooth random displacement (hand-drawn wobble), a few pixels at glyph scale."""
-    import cv2
-
-    h, w = mask.shape
-    a = float(rng.uniform(1.5, 5.0)) if alpha is None else alpha
-    sigma = float(rng.uniform(8, 16))
-    dx = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma)
-    dy = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma)
-    dx *= a / max(float(np.abs(dx).max()), 1e-6)
-    dy *= a / max(float(np.abs(dy).max()), 1e-6)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(mask, gx + dx, gy + dy, cv2.INTER_LINEAR, borderValue=0)
+    return hershey_text(text, face, rng, squeeze=squeeze)
 
 
 def _lines(rng: np.random.Generator) -> np.ndarray:
@@ -262,56 +183,7 @@ def _glyph(kind: str, rng: np.random.Generator, fonts: Sequence[Path], hershey: 
     return _blob(rng)
 
 
-def _photograph(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A tight ink mask -> a grayscale uint8 photo of dark ink on light paper."""
-    import cv2
-
-    mask = np.pad(mask, 8)
-    # slant, small rotation, anisotropic scale
-    h, w = mask.shape
-    ang = np.deg2rad(rng.uniform(-8, 8))
-    sh = rng.uniform(-0.25, 0.25)
-    sx = rng.uniform(0.85, 1.15)
-    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ np.array([[sx, sh], [0, 1]])
-    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64) @ a.T
-    lo, hi = corners.min(0), corners.max(0)
-    m = np.hstack([a, (-lo)[:, None]]).astype(np.float32)
-    mask = cv2.warpAffine(mask, m, (int(np.ceil(hi[0] - lo[0])) + 1, int(np.ceil(hi[1] - lo[1])) + 1))
-    # stroke weight
-    r = rng.random()
-    if r < 0.2:
-        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    elif r < 0.35:
-        mask = cv2.erode(mask, np.ones((2, 2), np.uint8))
-    mask = _tight(mask)
-    if mask.size == 0:
-        return np.full((32, 32), 200, np.uint8)
-    # size on the frame: the glyph's height, 20-120 px (log-uniform), longest side capped
-    target = float(np.exp(rng.uniform(np.log(20), np.log(120))))
-    f = target / max(mask.shape[0], 1)
-    f = min(f, 200.0 / max(mask.shape[1], 1))
-    nh, nw = max(2, round(mask.shape[0] * f)), max(2, round(mask.shape[1] * f))
-    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    mask = cv2.resize(mask, (nw, nh), interpolation=interp)
-    pad = int(max(4, 0.25 * max(nh, nw)))
-    mask = np.pad(mask, pad)
-    # paper and ink
-    paper = rng.uniform(165, 245)
-    ink = rng.uniform(10, min(100, paper - 70))
-    hh, ww = mask.shape
-    gy, gx = np.mgrid[0:hh, 0:ww].astype(np.float32)
-    grad = 1.0 + rng.uniform(-0.12, 0.12) * (gx / ww - 0.5) + rng.uniform(-0.12, 0.12) * (gy / hh - 0.5)
-    img = (paper * (1 - mask) + ink * mask) * grad
-    sigma = rng.uniform(0.0, 1.5) * max(1.0, hh / 60)
-    if sigma > 0.3:
-        img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), float(sigma))
-    img = img + rng.normal(0, rng.uniform(0, 8), img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
 def _generate(n: int, seed: int, fonts: Sequence[Path], *, hershey: bool) -> np.ndarray:
-    from edge_infer.preprocess import to_mnist
-
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = np.random.default_rng(seed)
@@ -324,11 +196,8 @@ def _generate(n: int, seed: int, fonts: Sequence[Path], *, hershey: bool) -> np.
         if tries > 20 * n + 100:
             raise RuntimeError(f"could not draw {n} negatives ({i} after {tries} tries)")
         kind = kinds[int(rng.choice(len(kinds), p=probs))]
-        mask = _glyph(kind, rng, fonts, hershey)
-        if mask.size == 0 or mask.max() < 0.3:
-            continue
-        crop = to_mnist(_photograph(np.clip(mask, 0, 1), rng))  # as the runtime calls it
-        if int(crop.max()) < 128:  # nothing left after normalisation
+        crop = ink_crop(_glyph(kind, rng, fonts, hershey), rng)
+        if crop is None:  # an empty glyph, or nothing left after normalisation
             continue
         out[i] = crop
         i += 1
@@ -374,8 +243,7 @@ def heldout_negatives(n: int, seed: int = 987_654) -> np.ndarray:
     Without DejaVu installed, falls back to the training fonts (with a warning): the
     figure then measures unseen draws, not unseen fonts.
     """
-    dejavu = sorted(DEJAVU_DIR.glob("DejaVu*.ttf")) if DEJAVU_DIR.is_dir() else []
-    dejavu = [p for p in dejavu if "Math" not in p.name]
+    dejavu = dejavu_fonts()
     if not dejavu:
         log.warning("no DejaVu fonts in %s: held-out negatives use the training fonts", DEJAVU_DIR)
         return make_negatives(n, seed)

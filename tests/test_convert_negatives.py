@@ -10,6 +10,7 @@ import pytest
 
 from convert import negatives as negmod
 from convert.negatives import EXCLUDED_LETTERS, LETTERS, find_fonts, heldout_negatives, make_negatives
+from convert.render import photograph
 
 pytest.importorskip("cv2")
 pytest.importorskip("PIL")
@@ -55,7 +56,7 @@ def test_photos_are_dark_ink_on_light_paper():
     fonts = find_fonts()
     rng = np.random.default_rng(3)
     mask = negmod._glyph("letter", rng, fonts, True)
-    photo = negmod._photograph(mask, rng)
+    photo = photograph(mask, rng)
     assert photo.dtype == np.uint8 and photo.ndim == 2
     assert np.median(photo) > 150  # light paper, dark ink
     np.testing.assert_array_equal(to_mnist(photo, invert=True), to_mnist(photo))
@@ -83,7 +84,7 @@ def test_no_dejavu_in_training(monkeypatch, tmp_path, caplog):
     # a --fonts dir holding DejaVu: skipped with a warning
     fake = tmp_path / "DejaVuSans.ttf"
     fake.write_bytes(b"not a font")
-    with caplog.at_level(logging.WARNING, logger="convert.negatives"):
+    with caplog.at_level(logging.WARNING, logger="convert.render"):
         assert find_fonts([tmp_path]) == fonts
     assert "DejaVu fonts are kept for held-out evaluation" in caplog.text
     used: set[str] = set()
