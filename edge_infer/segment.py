@@ -249,6 +249,7 @@ def _segment(
         _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
         labels, stats = _components(mask)
     ids = _structures(labels, stats, min_h, max_h)
+    frames = [tuple(int(v) for v in stats[i, :4]) for i in ids]
     lines: list[tuple[float, float, float, float]] = []
     if ids:
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
@@ -258,7 +259,7 @@ def _segment(
         lines += dashes
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
-    cands = [c for c in cands if not _on_a_line(c.box, lines)]
+    cands = [c for c in cands if not _on_a_line(c.box, lines) and not _line_residue(c.box, frames)]
     return labels, _drop_dashes(cands), marks, (lo + hi) // 2
 
 
@@ -318,6 +319,23 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
         if length == 0 or abs(float(d @ along)) < 0.9 * length:  # not parallel (within ~25 degrees)
             continue
         if abs(d[0] * (cy - y1) - d[1] * (cx - x1)) / length <= max(4.0, 0.5 * min(w, h)):
+            return True
+    return False
+
+
+def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, int, int, int]]) -> bool:
+    """A thin mark left of a grid or rule whose lines were erased: inside the structure's
+    box and either at its edge (a corner stub) or spanning half of it (a border line the
+    transform missed). A "1" in a cell stands clear of the grid's outer edge and is
+    shorter than half the grid."""
+    x, y, w, h = box
+    if min(w, h) > 0.35 * max(w, h):
+        return False
+    for sx, sy, sw, sh in structures:
+        if x < sx - 2 or y < sy - 2 or x + w > sx + sw + 2 or y + h > sy + sh + 2:
+            continue
+        at_edge = min(x - sx, y - sy, sx + sw - x - w, sy + sh - y - h) <= max(4, 0.25 * max(w, h))
+        if at_edge or h >= 0.45 * sh or w >= 0.45 * sw:
             return True
     return False
 
