@@ -29,6 +29,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m convert",
@@ -64,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
             "--negatives",
             type=_positive,
             metavar="N",
-            help="'not a digit' training images to draw (default: one per 7 training digits)",
+            help="'not a digit' training images to draw (default: one per 7 training digits, MNIST and printed)",
+        )
+        s.add_argument(
+            "--printed",
+            type=_non_negative,
+            metavar="N",
+            help="printed digits (Liberation + Hershey fonts) to train on beside MNIST "
+            "(default: one per 6 MNIST training digits; 0: none)",
         )
         s.add_argument(
             "--fonts",
@@ -72,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="DIR",
-            help="more .ttf/.otf fonts for the negatives, besides Liberation (repeatable; DejaVu is skipped)",
+            help="more .ttf/.otf fonts for the negatives and printed digits, besides Liberation "
+            "(repeatable; DejaVu is skipped)",
         )
 
     def heldout_opt(s: argparse.ArgumentParser) -> None:
@@ -82,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
             default=2000,
             metavar="N",
             help="held-out non-digits (DejaVu fonts) for the rejection rate of an 11-class model (default 2000)",
+        )
+        s.add_argument(
+            "--heldout-printed",
+            type=_positive,
+            default=2000,
+            metavar="N",
+            help="held-out printed digits (DejaVu fonts) for the printed-digit accuracy (default 2000)",
         )
 
     def quant_opts(s: argparse.ArgumentParser) -> None:
@@ -158,6 +183,7 @@ def _train_cfg(a: argparse.Namespace):
         seed=a.seed,
         reject_class=a.reject_class,
         negatives=a.negatives,
+        printed=a.printed,
         fonts=tuple(str(f) for f in a.fonts),
         verbose=2,
     )
@@ -175,6 +201,7 @@ def _evaluate(a: argparse.Namespace, data: Any) -> None:
         seed=a.seed,
         calibration=a.calibration,
         heldout=a.heldout,
+        heldout_printed=a.heldout_printed,
     )
 
 
@@ -223,7 +250,9 @@ def _run(a: argparse.Namespace) -> int:
         import convert.evaluate
         import convert.figures
         import convert.negatives
+        import convert.printed
         import convert.quantize
+        import convert.render
         import convert.report
         import convert.train  # noqa: F401
         import edge_infer

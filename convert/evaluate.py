@@ -10,6 +10,10 @@ A model with the 11th class "not a digit" (index 10) is scored strictly: the
 prediction is the argmax over all 11 classes, so a digit called "not a digit"
 is an error. It is also scored on held-out negatives (letters, symbols, lines
 drawn with fonts not used in training): the share of them rejected.
+
+Every model is also scored on held-out printed digits (:func:`convert.printed.heldout_printed`:
+DejaVu fonts, never used in training), strictly as well: a printed digit called
+"not a digit" is an error; the share rejected is reported beside it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class Evaluation:
         digit_predictions: model name -> the best of 0-9 (N,), what
             ``Prediction.digit`` reports even for a rejected crop.
         negative_predictions: model name -> predicted class of each held-out negative.
+        printed_true: labels of the held-out printed digits (None when not scored).
+        printed_predictions: model name -> predicted class (argmax over all classes)
+            of each held-out printed digit.
         classes: output classes of the evaluated model (10 or 11).
         latency_us: model name -> median microseconds per digit (batch 1).
         sizes: model name -> file size in bytes.
@@ -54,6 +61,8 @@ class Evaluation:
     predictions: dict[str, np.ndarray]
     digit_predictions: dict[str, np.ndarray] = field(default_factory=dict)
     negative_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    printed_true: np.ndarray | None = None
+    printed_predictions: dict[str, np.ndarray] = field(default_factory=dict)
     classes: int = 10
     latency_us: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
@@ -77,6 +86,54 @@ class Evaluation:
         """Share of held-out negatives called "not a digit"; None when not scored."""
         p = self.negative_predictions.get(name)
         return None if p is None or not len(p) else float((p == 10).mean())
+
+    def printed_accuracy(self, name: str) -> float | None:
+        """Strict accuracy on the held-out printed digits ("not a digit" is an error); None when not scored."""
+        p = self.printed_predictions.get(name)
+        if p is None or self.printed_true is None or not len(p):
+            return None
+        return float((p == self.printed_true).mean())
+
+    def printed_rejected(self, name: str) -> float | None:
+        """Share of held-out printed digits called "not a digit"; None when not scored."""
+        p = self.printed_predictions.get(name)
+        return None if p is None or not len(p) else float((p == 10).mean())
+
+    def printed_per_class(self, name: str) -> list[float | None]:
+        """Strict accuracy on the held-out printed digits, per digit 0-9 (None for a digit not drawn)."""
+        p, y = self.printed_predictions.get(name), self.printed_true
+        if p is None or y is None:
+            return [None] * 10
+        return [float((p[y == c] == c).mean()) if (y == c).any() else None for c in range(10)]
+
+    def manifest_accuracy(self) -> dict[str, Any]:
+        """The ``accuracy`` block of the model manifest: the float and int8 figures."""
+        acc: dict[str, Any] = {
+            "dataset": "MNIST test (10,000)",
+            "float": self.accuracy("float_keras"),
+            "float_tflite": self.accuracy("float_tflite"),
+            "int8": self.accuracy("int8_edge_infer"),
+        }
+        if self.classes == 11:
+            acc["scoring"] = "strict: argmax over all 11 classes, a digit called 'not a digit' is an error"
+            acc["int8_digits_rejected"] = self.rejected("int8_edge_infer")
+            acc["float_digits_rejected"] = self.rejected("float_keras")
+            acc["int8_digit_only"] = self.digit_accuracy("int8_edge_infer")
+            acc["heldout_negatives"] = (
+                f"{len(self.negative_predictions.get('int8_edge_infer', ()))} non-digits, DejaVu fonts"
+            )
+            acc["int8_negatives_rejected"] = self.negatives_rejected("int8_edge_infer")
+            acc["float_negatives_rejected"] = self.negatives_rejected("float_keras")
+        if self.printed_accuracy("int8_edge_infer") is not None:
+            acc["heldout_printed"] = (
+                f"{len(self.printed_predictions['int8_edge_infer'])} printed digits, DejaVu fonts (strict)"
+            )
+            acc["printed_float"] = self.printed_accuracy("float_keras")
+            acc["printed_int8"] = self.printed_accuracy("int8_edge_infer")
+            if self.classes == 11:
+                acc["printed_float_rejected"] = self.printed_rejected("float_keras")
+                acc["printed_int8_rejected"] = self.printed_rejected("int8_edge_infer")
+        return acc
 
     def per_class(self, name: str) -> list[float]:
         p = self.predictions[name]
@@ -198,6 +255,7 @@ def evaluate(
     int8_tflite: Path,
     baseline_int8: Path | None = None,
     negatives: np.ndarray | None = None,
+    printed: tuple[np.ndarray, np.ndarray] | None = None,
     num_threads: int = 1,
     latency_rounds: int = 7,
 ) -> Evaluation:
@@ -210,6 +268,8 @@ def evaluate(
         baseline_int8: the plain baseline CNN, int8, for the latency comparison.
         negatives: held-out non-digit crops, uint8 ``(M, 28, 28)``, scored when
             the model has the "not a digit" class.
+        printed: held-out printed digits and their labels, uint8 ``(P, 28, 28)``
+            and ``(P,)``, scored strictly.
         num_threads: interpreter threads for every TFLite latency measurement.
         latency_rounds: interleaved rounds of timing.
     """
@@ -223,21 +283,31 @@ def evaluate(
         xn = (np.asarray(negatives, np.float32) / 255.0)[..., None]
     else:
         xn = x01[:0]
-    both = np.concatenate([x01, xn])
-    n = len(x01)
+    xp = x01[:0] if printed is None else (np.asarray(printed[0], np.float32) / 255.0)[..., None]
+    both = np.concatenate([x01, xn, xp])
+    n, m = len(x01), len(x01) + len(xn)
     raw: dict[str, np.ndarray] = {}
-    log.info("scoring float Keras on %d test digits and %d held-out negatives", n, len(xn))
+    log.info(
+        "scoring float Keras on %d test digits, %d held-out negatives and %d held-out printed digits",
+        n,
+        len(xn),
+        len(xp),
+    )
     raw["float_keras"] = keras_model.predict(both, batch_size=500, verbose=0)
     log.info("scoring float TFLite")
     raw["float_tflite"] = _tflite_predict(float_tflite, both)
     log.info("scoring int8 TFLite through edge_infer")
     raw["int8_edge_infer"] = _model_probs(int8_tflite, both)
     ev = Evaluation(data.y_test.copy(), {}, classes=classes)
+    if printed is not None:
+        ev.printed_true = np.asarray(printed[1]).astype(np.int64)
     for name, out in raw.items():
         ev.predictions[name] = out[:n].argmax(axis=1)
         ev.digit_predictions[name] = out[:n, :10].argmax(axis=1)
         if len(xn):
-            ev.negative_predictions[name] = out[n:].argmax(axis=1)
+            ev.negative_predictions[name] = out[n:m].argmax(axis=1)
+        if len(xp):
+            ev.printed_predictions[name] = out[m:].argmax(axis=1)
     if baseline_int8 is not None:
         ev.predictions["baseline_int8"] = _tflite_predict(baseline_int8, x01).argmax(axis=1)
     ev.recognizer_agreement = _recognizer_agreement(int8_tflite, data.x_test, raw["int8_edge_infer"][:n])

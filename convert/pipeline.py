@@ -39,6 +39,7 @@ CONVENTION = "MNIST: 28x28 white digit on black, longest side 20 px, centre of m
 TARGETS = {"min_int8_accuracy": 0.994, "max_drop_pp": 0.1, "max_size_bytes": 100_000}
 REJECT_LABEL = "not a digit"
 HELDOUT_NEGATIVES = 2000
+HELDOUT_PRINTED = 2000
 
 
 def say(msg: str) -> None:
@@ -81,10 +82,11 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
     from convert.train import count_macs, effective_batch_size, train
 
     n = len(data.x_train) if cfg.limit is None else min(cfg.limit, len(data.x_train))
-    n_neg = cfg.negatives_for(n)
+    n_printed = cfg.printed_for(n)
+    n_neg = cfg.negatives_for(n + n_printed)
     neg = f" + {n_neg} 'not a digit' negatives" if cfg.reject_class else " (no 'not a digit' class)"
     say(
-        f"training on {n} images{neg} ({len(data.x_val)} held out for validation), "
+        f"training on {n} images + {n_printed} printed digits{neg} ({len(data.x_val)} held out for validation), "
         f"{cfg.epochs} epoch(s), seed {cfg.seed}"
     )
     model, history = train(data, cfg)
@@ -93,8 +95,9 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
         out / "train.json",
         {
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-            "batch_size": effective_batch_size(cfg, n + n_neg),
+            "batch_size": effective_batch_size(cfg, n + n_printed + n_neg),
             "train_images": n,
+            "printed": n_printed,
             "negatives": n_neg,
             "classes": cfg.classes,
             "val_images": len(data.x_val),
@@ -135,18 +138,21 @@ def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, i
 
 
 def calibration_images(data: MnistData, calibration: int, *, classes: int, seed: int = 4321) -> np.ndarray:
-    """The representative dataset: training digits, and with the reject class one negative in eight.
+    """The representative dataset: training digits, and with the reject class one negative
+    and one printed digit in eight.
 
-    The negatives come from another seed than training's; their activations (a
-    confident class 10) must be inside the calibrated ranges too.
+    The negatives and printed digits come from another seed than training's; their
+    activations (a confident class 10, a bold serif digit) must be inside the
+    calibrated ranges too.
     """
     calibration = max(1, calibration)
     if classes != 11:
         return data.x_train[:calibration]
     from convert.negatives import make_negatives
+    from convert.printed import make_printed
 
     k = calibration // 8
-    return np.concatenate([data.x_train[: calibration - k], make_negatives(k, seed)])
+    return np.concatenate([data.x_train[: calibration - 2 * k], make_printed(k, seed)[0], make_negatives(k, seed)])
 
 
 def _macs(model: Any) -> int:
@@ -239,7 +245,14 @@ def step_baseline(data: MnistData, out: Path, *, epochs: int, limit: int | None,
 
     say(f"training the baseline CNN (Conv16-Pool-Conv32-Pool-Dense64-Dense10) for {epochs} epoch(s), for timing")
     cfg = TrainConfig(
-        epochs=epochs, limit=limit, seed=seed, augment=False, learning_rate=1e-3, reject_class=False, verbose=2
+        epochs=epochs,
+        limit=limit,
+        seed=seed,
+        augment=False,
+        learning_rate=1e-3,
+        reject_class=False,
+        printed=0,
+        verbose=2,
     )
     keras.utils.set_random_seed(seed)
     model, _ = train(data, cfg, model=build_baseline())
@@ -260,6 +273,7 @@ def step_evaluate(
     calibration: int,
     num_threads: int = 1,
     heldout: int = HELDOUT_NEGATIVES,
+    heldout_printed: int = HELDOUT_PRINTED,
 ) -> dict[str, Any]:
     from convert.evaluate import evaluate
     from convert.figures import digit_grid_png
@@ -279,6 +293,10 @@ def step_evaluate(
 
         say(f"drawing {heldout} held-out negatives (DejaVu fonts, never used in training; another seed)")
         negatives = heldout_negatives(heldout)
+    from convert.printed import heldout_printed as draw_heldout_printed
+
+    say(f"drawing {heldout_printed} held-out printed digits (DejaVu fonts, never used in training; another seed)")
+    printed = draw_heldout_printed(heldout_printed)
     say("evaluating on the 10,000 MNIST test digits and timing every model in one run")
     ev = evaluate(
         data,
@@ -287,6 +305,7 @@ def step_evaluate(
         int8_tflite=int8,
         baseline_int8=out / "baseline_int8.tflite",
         negatives=negatives,
+        printed=printed,
         num_threads=num_threads,
     )
     train_info = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
@@ -343,21 +362,17 @@ def step_evaluate(
         ),
     }
     context["train"]["negatives"] = train_info.get("negatives")
+    context["train"]["printed"] = train_info.get("printed")
+    pp = ev.printed_predictions.get("int8_edge_infer")
+    if pp is not None and ev.printed_true is not None:
+        wrong = np.flatnonzero(pp != ev.printed_true)[:40]
+        caps = [f"{ev.printed_true[i]}->{'none' if pp[i] == 10 else pp[i]}" for i in wrong]
+        context["printed_png"] = digit_grid_png(printed[0][:40], [str(v) for v in printed[1][:40]], cols=10, scale=2)
+        context["printed_wrong_png"] = (
+            digit_grid_png(printed[0][wrong], caps, cols=10, scale=2, title="true->predicted") if len(wrong) else None
+        )
     write_report(report_dir, ev, data, context)
-    acc: dict[str, Any] = {
-        "dataset": "MNIST test (10,000)",
-        "float": ev.accuracy("float_keras"),
-        "float_tflite": ev.accuracy("float_tflite"),
-        "int8": ev.accuracy("int8_edge_infer"),
-    }
-    if classes == 11:
-        acc["scoring"] = "strict: argmax over all 11 classes, a digit called 'not a digit' is an error"
-        acc["int8_digits_rejected"] = ev.rejected("int8_edge_infer")
-        acc["float_digits_rejected"] = ev.rejected("float_keras")
-        acc["int8_digit_only"] = ev.digit_accuracy("int8_edge_infer")
-        acc["heldout_negatives"] = f"{len(negatives) if negatives is not None else 0} non-digits, DejaVu fonts"
-        acc["int8_negatives_rejected"] = ev.negatives_rejected("int8_edge_infer")
-        acc["float_negatives_rejected"] = ev.negatives_rejected("float_keras")
+    acc = ev.manifest_accuracy()
     write_manifest(
         int8,
         check,
@@ -377,6 +392,16 @@ def step_evaluate(
             f"not a digit: int8 rejects {acc['int8_digits_rejected']:.2%} of test digits and "
             f"{acc['int8_negatives_rejected']:.2%} of held-out negatives "
             f"(float: {acc['float_digits_rejected']:.2%} / {acc['float_negatives_rejected']:.2%})"
+        )
+    if "printed_int8" in acc:
+        rej = (
+            f"; rejected: int8 {acc['printed_int8_rejected']:.2%}, float {acc['printed_float_rejected']:.2%}"
+            if classes == 11
+            else ""
+        )
+        say(
+            f"held-out printed digits (strict): float Keras {acc['printed_float']:.4f}, "
+            f"int8 via edge_infer {acc['printed_int8']:.4f}{rej}"
         )
     if "baseline_int8" in lat:
         say(

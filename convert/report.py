@@ -86,8 +86,22 @@ def write_report(
         "latency_ratio_vs_int8": ratios,
         "sizes_bytes": ev.sizes,
         "targets_met": checks,
-        **{k: v for k, v in context.items() if k not in ("history", "negatives_png")},
+        **{
+            k: v
+            for k, v in context.items()
+            if k not in ("history", "negatives_png", "printed_png", "printed_wrong_png")
+        },
     }
+    if ev.printed_true is not None:
+        result["printed_digits"] = {
+            k: {
+                "strict_accuracy": ev.printed_accuracy(k),
+                "rejected": ev.printed_rejected(k) if ev.classes == 11 else None,
+                "per_digit": ev.printed_per_class(k),
+                "heldout_printed": len(ev.printed_predictions[k]),
+            }
+            for k in ev.printed_predictions
+        }
     if ev.classes == 11:
         result["not_a_digit"] = {
             k: {
@@ -121,6 +135,9 @@ def write_report(
             save(tmp / "augmentation.png", context["augmentation_png"])
         if context.get("negatives_png"):
             save(tmp / "heldout_negatives.png", context["negatives_png"])
+        for name in ("printed", "printed_wrong"):
+            if context.get(f"{name}_png"):
+                save(tmp / f"heldout_{name}.png", context[f"{name}_png"])
         result.pop("augmentation_png", None)
         write_json(tmp / "report.json", result)
         write_text(tmp / "report.md", _markdown(result, ev, context, has_aug=bool(context.get("augmentation_png"))))
@@ -239,6 +256,7 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
                 "",
                 "![held-out negatives](heldout_negatives.png)",
             ]
+    L += _printed_section(r, ev, ctx)
     L += [
         "",
         "## Per-class accuracy",
@@ -302,6 +320,7 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
             "",
             f"- {tr.get('epochs')} epoch(s), batch {tr.get('batch_size')}, seed {tr.get('seed')}, "
             f"{tr.get('train_images')} training images"
+            + (f" + {tr['printed']:,} printed digits (Liberation + Hershey fonts)" if tr.get("printed") else "")
             + (f" + {tr['negatives']:,} non-digit negatives (class 10)" if tr.get("negatives") else "")
             + f", {tr.get('val_images')} held out for validation; the test set is used only here.",
             f"- final validation accuracy (float, MNIST validation digits"
@@ -318,3 +337,41 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
                 "",
             ]
     return "\n".join(L) + "\n"
+
+
+def _printed_section(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any]) -> list[str]:
+    """Markdown lines for the held-out printed digits (none when they were not scored)."""
+    pd = r.get("printed_digits")
+    if not pd:
+        return []
+    reject = ev.classes == 11
+    L = [
+        "",
+        "## Printed digits (held out)",
+        "",
+        "Digits 0-9 drawn with the DejaVu fonts (never used in training: training draws printed digits with "
+        "Liberation and Hershey) and another seed, by the same renderer as the negatives, normalised by "
+        "`edge_infer.preprocess.to_mnist`. Scored strictly"
+        + (': a printed digit called "not a digit" is an error.' if reject else "."),
+        "",
+        "| model | strict accuracy |" + (" rejected as not a digit |" if reject else ""),
+        "|---|---|" + ("---|" if reject else ""),
+    ]
+    for k, v in pd.items():
+        L.append(
+            f"| {_LABELS[k]} | {_pct(v['strict_accuracy'])} (of {v['heldout_printed']:,}) |"
+            + (f" {_pct(v['rejected'])} |" if reject else "")
+        )
+    main = pd.get("int8_edge_infer")
+    if main:
+        L += [
+            "",
+            "Per digit (int8 via edge_infer): "
+            + ", ".join(f"{d}: {_pct(a)}" for d, a in enumerate(main["per_digit"]))
+            + ".",
+        ]
+    if ctx.get("printed_png"):
+        L += ["", "Held-out printed digits, as the model sees them:", "", "![held-out printed](heldout_printed.png)"]
+    if ctx.get("printed_wrong_png"):
+        L += ["", "Misread (first 40, int8):", "", "![misread printed digits](heldout_printed_wrong.png)"]
+    return L

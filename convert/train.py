@@ -49,8 +49,13 @@ class TrainConfig:
         augment: apply camera-crop augmentation (to digits and negatives alike).
         reject_class: add an 11th class, "not a digit" (index 10), trained on
             negatives from :func:`convert.negatives.make_negatives`.
-        negatives: how many negatives; None draws one per 7 training digits.
-        fonts: extra font files or directories for the negatives (DejaVu is skipped).
+        negatives: how many negatives; None draws one per 7 training digits
+            (MNIST and printed together: the class keeps its share of the set).
+        printed: how many printed digits (labelled 0-9) from
+            :func:`convert.printed.make_printed`; None draws one per 6 MNIST
+            training digits, 0 draws none.
+        fonts: extra font files or directories for the negatives and the printed
+            digits (DejaVu is skipped).
         verbose: Keras progress output (0 silent, 1 bar, 2 one line per epoch).
     """
 
@@ -63,6 +68,7 @@ class TrainConfig:
     augment: bool = True
     reject_class: bool = True
     negatives: int | None = None
+    printed: int | None = None
     fonts: tuple[str, ...] = ()
     verbose: int = 2
 
@@ -71,8 +77,16 @@ class TrainConfig:
         """Output classes: 11 with the "not a digit" class, else 10."""
         return 11 if self.reject_class else 10
 
+    def printed_for(self, n_mnist: int) -> int:
+        """Printed digits drawn beside ``n_mnist`` MNIST training digits.
+
+        >>> TrainConfig().printed_for(50_000), TrainConfig(printed=0).printed_for(50_000)
+        (8333, 0)
+        """
+        return self.printed if self.printed is not None else n_mnist // 6
+
     def negatives_for(self, n_digits: int) -> int:
-        """Negatives drawn for ``n_digits`` training digits (0 without the reject class).
+        """Negatives drawn for ``n_digits`` training digits, MNIST and printed (0 without the reject class).
 
         >>> TrainConfig().negatives_for(50_000), TrainConfig(reject_class=False).negatives_for(50_000)
         (7142, 0)
@@ -310,8 +324,10 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, batch: int, *, trai
 def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any, dict[str, Any]]:
     """Train the digit model on the training split, watching the validation split.
 
-    With ``cfg.reject_class`` the training digits are mixed with negatives drawn
-    by :func:`convert.negatives.make_negatives` (seed ``cfg.seed``), labelled 10.
+    The MNIST training digits are mixed with printed digits drawn by
+    :func:`convert.printed.make_printed` (``cfg.printed``, seed ``cfg.seed``) and, with
+    ``cfg.reject_class``, with negatives drawn by
+    :func:`convert.negatives.make_negatives` (seed ``cfg.seed``), labelled 10.
     Validation stays the MNIST validation digits, so ``val_acc`` is the strict
     digit accuracy (a digit called "not a digit" is an error).
 
@@ -331,7 +347,14 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
     x_train, y_train = data.x_train, data.y_train
     if cfg.limit is not None:
         x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
-    n_neg = cfg.negatives_for(len(x_train))
+    n_printed = cfg.printed_for(len(x_train))
+    n_neg = cfg.negatives_for(len(x_train) + n_printed)
+    if n_printed:
+        from convert.printed import make_printed
+
+        px, py = make_printed(n_printed, cfg.seed, fonts=cfg.fonts)
+        x_train = np.concatenate([x_train, px])
+        y_train = np.concatenate([y_train, py.astype(y_train.dtype)])
     if n_neg:
         from convert.negatives import make_negatives
 
@@ -359,9 +382,10 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
         )
     log.info(
-        "training %s on %d images (%d of them negatives), %d epoch(s) of %d steps, batch %d, %s",
+        "training %s on %d images (%d of them printed digits, %d negatives), %d epoch(s) of %d steps, batch %d, %s",
         model.name,
         len(x_train),
+        n_printed,
         n_neg,
         cfg.epochs,
         steps,

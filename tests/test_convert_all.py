@@ -69,7 +69,8 @@ def test_all_output_is_fully_int8_and_scores_in_edge_infer(run, mnist):
     check = verify_fully_integer(model)
     assert check.input_dtype == check.output_dtype == "int8"
     assert check.output_shape == (1, 11)  # digits 0-9, then "not a digit"
-    assert "+ 714 'not a digit' negatives" in r.stdout  # one per 7 of the 5000 digits
+    # one printed digit per 6 MNIST digits, one negative per 7 digits of either kind
+    assert "5000 images + 833 printed digits + 833 'not a digit' negatives" in r.stdout
 
     with load_model(model, delegate="cpu") as m:  # sha256 from the manifest is checked on load
         probs = m.run(mnist.x_test[:, :, :, None] / 255.0)
@@ -94,6 +95,7 @@ def test_all_output_is_fully_int8_and_scores_in_edge_infer(run, mnist):
     assert manifest["accuracy"]["int8_digits_rejected"] == pytest.approx(rejected_digits)
     assert manifest["accuracy"]["int8_negatives_rejected"] >= 0.5
     assert manifest["command"].startswith("python -m convert all --out ") and manifest["seed"] == 1234
+    assert manifest["accuracy"]["heldout_printed"].startswith("2000 printed digits, DejaVu")
 
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["accuracy"]["int8_edge_infer"] == pytest.approx(acc)
@@ -104,6 +106,30 @@ def test_all_output_is_fully_int8_and_scores_in_edge_infer(run, mnist):
     assert set(report["latency_us_per_digit"]) >= {"float_keras", "float_tflite", "int8_tflite", "baseline_int8"}
     md = (out / "report" / "report.md").read_text()
     assert "## Not a digit (class 10)" in md and "held-out non-digit" in md
+    assert "## Printed digits (held out)" in md and (out / "report" / "heldout_printed.png").is_file()
+
+
+@pytest.mark.slow
+def test_all_learns_printed_digits(run):
+    """Printed digits in DejaVu (a font family training never saw) are read, not rejected."""
+    from convert.printed import heldout_printed
+    from edge_infer import load_model
+
+    out, _, _ = run
+    x, y = heldout_printed(500, seed=41)
+    with load_model(out / "digits_int8.tflite", delegate="cpu") as m:
+        pred = m.run(x[..., None] / 255.0).argmax(axis=1)
+    acc, rejected = float((pred == y).mean()), float((pred == 10).mean())
+    # chance is 1 in 11; after one epoch on a slice it reads most of them and rejects almost none
+    assert acc >= 0.85 and rejected <= 0.05, (acc, rejected)
+    report = json.loads((out / "report" / "report.json").read_text())
+    scored = report["printed_digits"]["int8_edge_infer"]
+    assert scored["heldout_printed"] == 2000 and len(scored["per_digit"]) == 10
+    assert scored["strict_accuracy"] >= 0.85 and scored["rejected"] <= 0.05
+    manifest = json.loads((out / "digits_int8.json").read_text())["accuracy"]
+    assert manifest["printed_int8"] == pytest.approx(scored["strict_accuracy"])
+    assert manifest["printed_int8_rejected"] == pytest.approx(scored["rejected"])
+    assert manifest["printed_float"] >= 0.85
 
 
 def test_reject_class_options():
@@ -115,6 +141,19 @@ def test_reject_class_options():
     assert cfg.negatives_for(5000) == 300 and cfg.fonts == ("/f",)
     cfg = _train_cfg(_parser().parse_args(["all", "--out", "x", "--no-reject-class"]))
     assert cfg.classes == 10 and cfg.negatives_for(50_000) == 0
+
+
+def test_printed_options():
+    from convert.__main__ import _parser, _train_cfg
+
+    a = _parser().parse_args(["all", "--out", "x"])
+    assert _train_cfg(a).printed_for(50_000) == 8333 and a.heldout_printed == 2000  # on by default
+    cfg = _train_cfg(_parser().parse_args(["train", "--out", "x", "--printed", "0"]))
+    assert cfg.printed_for(50_000) == 0 and cfg.negatives_for(50_000) == 7142  # 0 turns them off
+    cfg = _train_cfg(_parser().parse_args(["all", "--out", "x", "--printed", "500"]))
+    assert cfg.printed_for(5000) == 500 and cfg.negatives_for(5500) == 785
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["all", "--out", "x", "--printed", "-1"])
 
 
 def test_manifest_labels_follow_the_output(tmp_path):
