@@ -249,7 +249,7 @@ def _segment(
         _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
         labels, stats = _components(mask)
     ids = _structures(labels, stats, min_h, max_h)
-    frames = [tuple(int(v) for v in stats[i, :4]) for i in ids]
+    frames = [(int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3])) for i in ids]
     lines: list[tuple[float, float, float, float]] = []
     if ids:
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
@@ -260,7 +260,7 @@ def _segment(
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
     cands = [c for c in cands if not _on_a_line(c.box, lines) and not _line_residue(c.box, frames)]
-    return labels, _drop_dashes(cands), marks, (lo + hi) // 2
+    return labels, _drop_collinear(_drop_dashes(cands), labels, frames), marks, (lo + hi) // 2
 
 
 def _dash_like(stats: np.ndarray, min_h: int) -> np.ndarray:
@@ -340,6 +340,43 @@ def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, in
     return False
 
 
+def _drop_collinear(
+    cands: list[_Candidate], labels: np.ndarray, structures: list[tuple[int, int, int, int]]
+) -> list[_Candidate]:
+    """Drops thin marks inside a grid that lie on one straight line with another thin
+    mark: the pieces of a (tilted, thin) grid line the transform missed, cut apart by the
+    erased lines across it. Two handwritten 1s are never that exactly in line."""
+    import cv2
+
+    if not structures:
+        return cands
+    thin = []
+    for i, c in enumerate(cands):
+        x, y, w, h = c.box
+        if max(w, h) < 3 * min(w, h) or not any(
+            x >= sx - 2 and y >= sy - 2 and x + w <= sx + sw + 2 and y + h <= sy + sh + 2
+            for sx, sy, sw, sh in structures
+        ):
+            continue
+        ys, xs = np.nonzero(np.isin(labels[y : y + h, x : x + w], c.labels))
+        if len(xs) < 5:
+            continue
+        fit = cv2.fitLine(np.stack([xs + x, ys + y], 1).astype(np.float32), cv2.DIST_L2, 0, 0.01, 0.01).ravel()
+        thin.append((i, float(fit[0]), float(fit[1]), float(fit[2]), float(fit[3]), max(w, h)))
+    drop: set[int] = set()
+    for a in range(len(thin)):
+        i, vx, vy, cx, cy, la = thin[a]
+        for b in range(a + 1, len(thin)):
+            j, ux, uy, dx, dy, lb = thin[b]
+            if abs(vx * ux + vy * uy) < 0.995:  # not parallel within ~6 degrees
+                continue
+            off = abs((dx - cx) * vy - (dy - cy) * vx)  # j's centre from i's axis
+            gap = abs((dx - cx) * vx + (dy - cy) * vy)
+            if off <= max(2.5, 0.04 * gap) and gap <= 3 * max(la, lb):
+                drop.update((i, j))
+    return [c for k, c in enumerate(cands) if k not in drop]
+
+
 def _drop_dashes(cands: list[_Candidate]) -> list[_Candidate]:
     """Drops thin upright marks that line up in a column with two or more others: the
     dashes of a faint rule broken up by noise (squared paper), not a column of 1s
@@ -377,15 +414,15 @@ def _candidates(
     keep[0] = False
     # A frame drawn around marks (a box on a form, the border of a grid whose inner
     # lines were erased) is not a digit, and pieces must not merge into it: drop
-    # components with two or more marks (not specks) inside their box (three
-    # quarters of the mark's box or more: the rings of a "%" stick out of its bar's).
+    # components with two or more marks (not specks) inside their box (85% of the
+    # mark's box or more: the rings of a "%" stick out of its bar's a little).
     big = np.flatnonzero(keep & (h >= min_h))
     marks_ = np.flatnonzero(keep & (h >= 0.4 * min_h))
     if len(big) and len(marks_) > 2:
         mx0, my0, mx1, my1 = x[marks_], y[marks_], (x + w)[marks_], (y + h)[marks_]
         iw = np.clip(np.minimum(mx1[None, :], (x + w)[big, None]) - np.maximum(mx0[None, :], x[big, None]), 0, None)
         ih = np.clip(np.minimum(my1[None, :], (y + h)[big, None]) - np.maximum(my0[None, :], y[big, None]), 0, None)
-        inside = iw * ih >= 0.75 * (w * h)[marks_][None, :]
+        inside = iw * ih >= 0.85 * (w * h)[marks_][None, :]
         inside &= marks_[None, :] != big[:, None]
         enclosed = inside.sum(axis=1)
         keep[big[enclosed >= 2]] = False

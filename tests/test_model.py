@@ -19,7 +19,7 @@ def model():
 
 def test_shipped_model_is_int8_in_and_out(model):
     assert model.input.dtype == np.int8 and model.output.dtype == np.int8
-    assert model.input.shape == (1, 28, 28, 1) and model.output.shape == (1, 10)
+    assert model.input.shape == (1, 28, 28, 1) and model.output.shape == (1, 11)  # 0-9 and "not a digit"
     assert model.input.quantized and model.input.scale > 0
     assert model.delegate == "cpu" and model.backend == "ai_edge_litert"
     assert model.path == shipped_model_path()
@@ -28,7 +28,7 @@ def test_shipped_model_is_int8_in_and_out(model):
 def test_manifest_matches_file():
     man = read_manifest()
     assert man["sha256"] == hashlib.sha256(shipped_model_path().read_bytes()).hexdigest()
-    assert man["labels"] == [str(i) for i in range(10)]
+    assert man["labels"] == [str(i) for i in range(10)] + ["not a digit"] and man["reject_class"] == 10
     assert man["input"]["dtype"] == "int8"
     assert 0.9 < man["accuracy"]["int8"] <= 1.0
     assert "python -m convert" in man["command"]
@@ -39,13 +39,13 @@ def test_float_and_raw_input_agree(model, mnist_test):
     f = x[:8, :, :, None].astype(np.float32) / 255.0
     raw = model.input.quantize(f)
     assert np.array_equal(model.run(f), model.run(raw))
-    assert model.run(f[0]).shape == (1, 10)  # a missing batch dimension is added
+    assert model.run(f[0]).shape == (1, 11)  # a missing batch dimension is added
 
 
 def test_output_is_dequantised_probabilities(model, mnist_test):
     x, y = mnist_test
     out = model.run(x[:50, :, :, None].astype(np.float32) / 255.0)
-    assert out.dtype == np.float32 and out.shape == (50, 10)
+    assert out.dtype == np.float32 and out.shape == (50, 11)
     assert np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=0.05)
     assert (out.argmax(1) == y[:50]).mean() >= 0.95
 

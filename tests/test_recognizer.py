@@ -20,16 +20,21 @@ def rec():
 def test_shipped_model_reproduces_manifest_accuracy_on_all_10000(rec, mnist_test):
     x, y = mnist_test
     preds = rec.classify_batch(x)
-    acc = float(np.mean(np.array([p.digit for p in preds]) == y))
-    stated = read_manifest()["accuracy"]["int8"]
-    assert abs(acc - stated) <= 0.0005, (acc, stated)
+    right = np.array([p.digit for p in preds]) == y
+    stated = read_manifest()["accuracy"]
+    strict = float(np.mean(right & np.array([p.is_digit for p in preds])))  # "not a digit" is an error
+    assert abs(strict - stated["int8"]) <= 0.0005, (strict, stated["int8"])
+    assert abs(float(np.mean(right)) - stated["int8_digit_only"]) <= 0.0005
+    rejected = float(np.mean([not p.is_digit for p in preds]))
+    assert abs(rejected - stated["int8_digits_rejected"]) <= 0.0005
 
 
 def test_classify_returns_a_prediction(rec, mnist_test):
     x, y = mnist_test
     p = rec.classify(x[0])
     assert isinstance(p, Prediction) and p.digit == y[0]
-    assert p.scores.shape == (10,) and p.score == pytest.approx(float(p.scores.max()))
+    assert p.scores.shape == (11,) and p.score == pytest.approx(float(p.scores[:10].max()))
+    assert p.is_digit and p.reject_score == pytest.approx(float(p.scores[10])) and p.reject_score < 0.5
     assert not p.scores.flags.writeable
 
 
