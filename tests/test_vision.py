@@ -162,6 +162,50 @@ def test_words_give_nothing(rec):
     assert detect(rec, frame) == []
 
 
+def test_a_digits_only_model_tells_words_by_their_lower_case(clear_digits):
+    """Without a "not a digit" class, words are told by letters that stop at the x-height."""
+    from pathlib import Path
+
+    frame = _paper()
+    for i, word in enumerate(("Name", "Room", "Exam")):
+        cv2.putText(frame, word, (40, 80 + 90 * i), cv2.FONT_HERSHEY_DUPLEX, 1.6, (30, 30, 30), 3)
+    for k, d in enumerate((4, 0, 7)):
+        _stamp(frame, clear_digits[d], 380 + 52 * k, 330, 56)
+    with DigitRecognizer(Path(__file__).parent / "fixtures" / "digits10_int8.tflite") as r10:
+        assert not r10.has_reject_class
+        assert [n.value for n in read_numbers(r10, frame)] == ["407"]
+
+
+def _dejavu_text(frame: np.ndarray, text: str, x: int, y: int, height: int) -> None:
+    """Prints ``text`` in DejaVu Sans (a font the model never saw in training) as dark ink."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", height)
+    im = Image.fromarray(frame)
+    ImageDraw.Draw(im).text((x, y), text, font=font, fill=(35, 35, 35))
+    frame[:] = np.asarray(im)
+
+
+def test_a_label_and_its_number_give_only_the_number(rec):
+    """Letters are answered "not a digit"; the look-alike "o"s of "Room" go with their word."""
+    assert rec.has_reject_class
+    frame = _paper()
+    _dejavu_text(frame, "Room 317", 60, 60, 64)
+    _dejavu_text(frame, "Week 42", 60, 200, 56)
+    _dejavu_text(frame, "Kitchen", 60, 330, 60)
+    assert [n.value for n in read_numbers(rec, frame)] == ["317", "42"]
+
+
+def test_letters_and_symbols_are_not_digits(rec):
+    crops = []
+    for ch in "AEHKMNRWXaekmwx#&@":
+        frame = _paper(120, 120)
+        _dejavu_text(frame, ch, 25, 10, 80)
+        crops.append(frame)
+    preds = rec.classify_batch(crops)
+    assert sum(not p.is_digit for p in preds) >= 0.85 * len(crops), [(p.digit, round(p.reject_score, 2)) for p in preds]
+
+
 # --------------------------------------------------------------------------- grids, numbers
 
 
