@@ -251,7 +251,9 @@ def _segment(
     ids = _structures(labels, stats, min_h, max_h)
     frames = [(int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3])) for i in ids]
     lines: list[tuple[float, float, float, float]] = []
+    structure_px: np.ndarray | None = None
     if ids:
+        structure_px = np.isin(labels, ids)
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
         labels, stats = _components(mask)
     dashes = _dash_lines(mask, labels, stats, min_h)
@@ -259,7 +261,13 @@ def _segment(
         lines += dashes
         labels, stats = _components(mask)
     cands, marks = _candidates(stats, labels, min_h, max_h)
-    cands = [c for c in cands if not _on_a_line(c.box, lines) and not _line_residue(c.box, frames)]
+    cands = [
+        c
+        for c in cands
+        if not _on_a_line(c.box, lines)
+        and not _line_residue(c.box, frames)
+        and not _cut_from_structure(c, labels, structure_px)
+    ]
     return labels, _drop_collinear(_drop_dashes(cands), labels, frames), marks, (lo + hi) // 2
 
 
@@ -338,6 +346,17 @@ def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, in
         if at_edge or h >= 0.45 * sh or w >= 0.45 * sw:
             return True
     return False
+
+
+def _cut_from_structure(c: _Candidate, labels: np.ndarray, structure_px: np.ndarray | None) -> bool:
+    """A thin mark whose ink belonged to a grid, rule or page edge before its lines were
+    erased is a piece of that line, not a "1" (a digit merely near a line is not part of it)."""
+    x, y, w, h = c.box
+    if structure_px is None or max(w, h) < 3 * min(w, h):
+        return False
+    own = np.isin(labels[y : y + h, x : x + w], c.labels)
+    n = np.count_nonzero(own)
+    return n > 0 and np.count_nonzero(structure_px[y : y + h, x : x + w] & own) >= 0.8 * n
 
 
 def _drop_collinear(
