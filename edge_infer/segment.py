@@ -356,7 +356,7 @@ def _cut_from_structure(c: _Candidate, labels: np.ndarray, structure_px: np.ndar
         return False
     own = np.isin(labels[y : y + h, x : x + w], c.labels)
     n = np.count_nonzero(own)
-    return n > 0 and int(np.count_nonzero(structure_px[y : y + h, x : x + w] & own)) >= 0.8 * n
+    return bool(n > 0 and np.count_nonzero(structure_px[y : y + h, x : x + w] & own) >= 0.8 * n)
 
 
 def _drop_collinear(
