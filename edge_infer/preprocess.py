@@ -147,15 +147,38 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     return np.where(rim > 0, ink, 0.0).astype(np.float32)
 
 
+def _dark_ink(g: np.ndarray) -> bool:
+    """Polarity of a crop scaled to [0, 1]: True for dark ink on light paper.
+
+    The border is mostly paper, even in a tight crop (ink touches it at a few places):
+    when three of its four sides sit clearly on one side of the crop's range, that
+    side is paper. Otherwise (a dark table along two edges, a crop cut through its
+    strokes) strokes are thin:
+    at a scale a little wider than a stroke, the right polarity's hat transform
+    (black-hat for dark ink) holds more contrast.
+    """
+    h, w = g.shape
+    sides = [float(np.median(side)) for side in (g[0], g[-1], g[:, 0], g[:, -1])]
+    if sum(b >= 0.65 for b in sides) >= 3:
+        return True
+    if sum(b <= 0.35 for b in sides) >= 3:
+        return False
+    kp = max(5, int(round(min(h, w) * 0.1)) | 1)
+    black_hat = _rank_filter(_rank_filter(g, kp, np.maximum), kp, np.minimum) - g
+    top_hat = g - _rank_filter(_rank_filter(g, kp, np.minimum), kp, np.maximum)
+    return float(black_hat.sum()) >= float(top_hat.sum())
+
+
 def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     """Ink strength in [0, 1] (1 = stroke) for a crop or photo of one digit.
 
     Paper and lighting are estimated by a grey-scale morphological closing (or
     opening, for light ink) much wider than a pen stroke: it keeps gradients,
     shadows and dark surroundings but not strokes. Ink is the stroke's darkness
-    relative to that background, so uneven light and shadows cancel out. Polarity is
-    the one whose thin structures hold more contrast (black-hat against top-hat at
-    a tenth of the image's side). Pixels below Otsu's threshold are zeroed;
+    relative to that background, so uneven light and shadows cancel out. Polarity
+    comes from the border (mostly paper even in a tight crop) or, when that is
+    unclear, from which thin structures hold more contrast (black-hat against
+    top-hat at a tenth of the image's side). Pixels below Otsu's threshold are zeroed;
     with OpenCV installed, specks and shapes hugging the border are dropped.
 
     Args:
@@ -177,13 +200,9 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
         return np.zeros((h, w), np.float32)
     g = (g - lo) / (hi - lo)
     if invert is None:
-        # Strokes are thin: at a scale a little wider than a stroke, the right
-        # polarity's hat transform (black-hat for dark ink) holds more contrast.
-        kp = max(5, int(round(min(h, w) * 0.1)) | 1)
-        black_hat = _rank_filter(_rank_filter(g, kp, np.maximum), kp, np.minimum) - g
-        top_hat = g - _rank_filter(_rank_filter(g, kp, np.minimum), kp, np.maximum)
-        invert = float(black_hat.sum()) >= float(top_hat.sum())
-    k = max(3, int(round(min(h, w) * 0.3)) | 1)
+        invert = _dark_ink(g)
+    # Wider than any stroke: a tight crop of a bold digit has strokes a third of its width.
+    k = max(3, int(round(max(h, w) * 0.3)) | 1)
     if invert:
         bg = _rank_filter(_rank_filter(g, k, np.maximum), k, np.minimum)
     else:

@@ -135,3 +135,24 @@ def test_photos_with_uneven_light_and_surroundings(mnist_test, kind):
     with DigitRecognizer() as rec:
         acc = np.mean([p.digit for p in rec.classify_batch(photos)] == y[100:160])
     assert acc >= 0.9
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_tight_crops_of_bold_print_keep_their_polarity(inverted):
+    """Strokes a third of the crop wide: the border, not the hat transforms, tells paper from ink."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from edge_infer import DigitRecognizer
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 80)
+    crops = []
+    for d in range(10):
+        im = Image.new("L", (200, 200), 230)
+        ImageDraw.Draw(im).text((50, 30), str(d), font=font, fill=30)
+        a = np.asarray(im)
+        ys, xs = np.nonzero(a < 130)
+        crop = a[ys.min() - 4 : ys.max() + 5, xs.min() - 4 : xs.max() + 5]
+        crops.append(255 - crop if inverted else crop)
+    with DigitRecognizer() as rec:
+        preds = rec.classify_batch(crops)
+    assert sum(p.digit == d and p.is_digit for d, p in enumerate(preds)) >= 9, [p.digit for p in preds]
