@@ -8,8 +8,9 @@ rules, words, inverted), runs :func:`edge_infer.vision.detect` on each and
 matches the detections to the truth (same digit, IoU >= 0.5 or each centre in
 the other box).
 
-It reports recall and precision overall and by kind (MNIST handwriting vs
-printed), splits the false positives into misreads (a real digit read wrong)
+It reports recall and precision overall and by kind (MNIST handwriting, digits
+printed in DejaVu, a font never used in training, and in Hershey, a family the
+conversion stage also draws), splits the false positives into misreads (a real digit read wrong)
 and false marks (letters, lines, smudges), and the time per frame by stage
 (segmentation, crop preparation, one model invoke) after a warm-up. Frame
 generation is not timed. Targets: recall >= 0.97, precision >= 0.99.
@@ -141,7 +142,7 @@ def main() -> int:
     print(f"recall    {r['recall']:.4f}  ({r['tp']}/{r['digits']}; {ok_r} target {TARGET_RECALL})")
     print(f"precision {r['precision']:.4f}  ({r['tp']}/{r['tp'] + r['fp']}; {ok_p} target {TARGET_PRECISION})")
     for k, v in r["recall_by_kind"].items():
-        print(f"  recall {k:<8} {v:.4f}  ({r['digits_by_kind'][k]} digits)")
+        print(f"  recall {k:<15} {v:.4f}  ({r['digits_by_kind'][k]} digits)")
     print(f"  precision in frames without words or letters {r['precision_without_text']:.4f}")
     print(
         f"false positives: {r['fp_misread']} misreads of real digits, {r['fp_false_marks']} false marks "

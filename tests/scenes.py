@@ -89,7 +89,7 @@ class Truth:
 
     box: tuple[int, int, int, int]
     digit: int
-    source: str  # "mnist" or "printed"
+    source: str  # "mnist", "printed-dejavu" (a held-out font) or "printed-hershey"
 
 
 @dataclass(frozen=True)
@@ -173,12 +173,20 @@ def mnist_glyph(img: np.ndarray, height: int, rng: np.random.Generator) -> np.nd
 
 
 def printed_glyph(digit: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    return _printed(digit, height, rng)[0]
+
+
+def _printed(digit: int, height: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A printed digit and its font family: "dejavu" (never used in training) or "hershey"
+    (a family the conversion stage also draws, with other weights and distortions)."""
     if rng.random() < 0.55:
         g = _ttf_glyph(TTF_FONTS[rng.integers(len(TTF_FONTS))], str(digit))
+        family = "dejavu"
     else:
         font, weight = HERSHEY[rng.integers(len(HERSHEY))]
         g = _hershey_glyph(font, weight * rng.uniform(0.8, 1.25) * 0.55, str(digit))
-    return _scaled(g, height, rng.uniform(0.9, 1.1))
+        family = "hershey"
+    return _scaled(g, height, rng.uniform(0.9, 1.1)), family
 
 
 def text_glyph(text: str, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -274,16 +282,17 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
     kinds: list[str] = []
     handwritten_share = rng.uniform(0.3, 0.8)
 
-    def digit_glyph(d: int | None, height: int, hand: bool) -> tuple[np.ndarray, int]:
+    def digit_glyph(d: int | None, height: int, hand: bool) -> tuple[np.ndarray, int, str]:
         if hand:
             if d is None:
                 i = int(rng.integers(len(images)))
             else:
                 idx = np.flatnonzero(labels == d)
                 i = int(idx[rng.integers(len(idx))])
-            return mnist_glyph(images[i], height, rng), int(labels[i])
+            return mnist_glyph(images[i], height, rng), int(labels[i]), "mnist"
         d = int(rng.integers(10)) if d is None else d
-        return printed_glyph(d, height, rng), d
+        g, family = _printed(d, height, rng)
+        return g, d, "printed-" + family
 
     # A sudoku-like grid with digits in some cells.
     if rng.random() < 0.2:
@@ -303,10 +312,10 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
             for c in range(n):
                 if rng.random() < 0.45:
                     h = int(cell * rng.uniform(0.45, 0.68))
-                    g, d = digit_glyph(None, h, hand)
+                    g, d, source = digit_glyph(None, h, hand)
                     boxes = _place_row(canvas, [g], [], rng, 0, (gx + c * cell, gy + r * cell, cell, cell))
                     if boxes:
-                        truths.append((boxes[0], d, "mnist" if hand else "printed"))
+                        truths.append((boxes[0], d, source))
 
     # Ruled lines under some numbers (a notebook or a form).
     ruled = rng.random() < 0.2
@@ -318,13 +327,15 @@ def make_scene(seed: int, mnist: tuple[np.ndarray, np.ndarray], *, shape: tuple[
         hand = rng.random() < handwritten_share
         height = int(np.exp(rng.uniform(np.log(24), np.log(90))))
         n = int(rng.choice([1, 1, 2, 2, 3, 4]))
-        glyphs, digits = zip(*(digit_glyph(None, int(height * rng.uniform(0.92, 1.08)), hand) for _ in range(n)))
+        glyphs, digits, sources = zip(
+            *(digit_glyph(None, int(height * rng.uniform(0.92, 1.08)), hand) for _ in range(n))
+        )
         gaps = [int(height * rng.uniform(0.12, 0.45)) for _ in range(n - 1)]
         boxes = _place_row(canvas, list(glyphs), gaps, rng, max(10, height // 2))
         if boxes is None:
             continue
-        for b, d in zip(boxes, digits):
-            truths.append((b, d, "mnist" if hand else "printed"))
+        for b, d, source in zip(boxes, digits, sources):
+            truths.append((b, d, source))
         if ruled and rng.random() < 0.7:
             x0 = min(b[0] for b in boxes) - int(rng.integers(10, 60))
             x1 = max(b[0] + b[2] for b in boxes) + int(rng.integers(10, 60))
