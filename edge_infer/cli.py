@@ -103,8 +103,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                 )
             else:
                 alts = "  ".join(f"{d}:{s:.3f}" for d, s in top[1:])
-                doubt = "" if p.is_digit else f"  [looks like no digit: {p.reject_score:.3f}]"
-                print(f"{path}: {p.digit}  (score {p.score:.3f}{'; ' + alts if alts else ''}){doubt}")
+                if p.is_digit:
+                    print(f"{path}: {p.digit}  (score {p.score:.3f}{'; ' + alts if alts else ''})")
+                else:
+                    print(f"{path}: not a digit  (score {p.reject_score:.3f}; best digit {p.digit} at {p.score:.3f})")
     return 0
 
 

@@ -40,6 +40,23 @@ def test_classify_plain_output(digit_pngs):
     assert r.returncode == 0 and r.stdout.startswith(f"{path}: {digit}")
 
 
+def test_classify_says_when_a_crop_is_not_a_digit(tmp_path, digit_pngs):
+    from PIL import Image, ImageDraw, ImageFont
+
+    letter = tmp_path / "letter_K.png"
+    im = Image.new("L", (120, 120), 235)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf", 80)
+    ImageDraw.Draw(im).text((30, 10), "K", font=font, fill=30)
+    im.save(letter)
+    path, digit = digit_pngs[0]
+    r = cli("classify", str(letter), path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{letter}: not a digit") and lines[1].startswith(f"{path}: {digit}")
+    rows = [json.loads(line) for line in cli("classify", "--json", str(letter), path).stdout.splitlines()]
+    assert [row["is_digit"] for row in rows] == [False, True] and rows[0]["not_a_digit_score"] > 0.5
+
+
 def test_info_shows_int8_io():
     r = cli("info")
     assert r.returncode == 0, r.stderr
