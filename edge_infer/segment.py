@@ -249,11 +249,10 @@ def _segment(
         _, mask = cv2.threshold(contrast, lo - 1, 255, cv2.THRESH_BINARY)
         labels, stats = _components(mask)
     ids = _structures(labels, stats, min_h, max_h)
-    frames = [(int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3])) for i in ids]
+    structure_boxes = [(int(stats[i, 0]), int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3])) for i in ids]
+    before_erasure = labels  # which structure each pixel belonged to, for _cut_from_structure
     lines: list[tuple[float, float, float, float]] = []
-    structure_px: np.ndarray | None = None
     if ids:
-        structure_px = np.isin(labels, ids)
         mask, lines = _erase_lines(mask, labels, stats, ids, min_h, max_h)
         labels, stats = _components(mask)
     dashes = _dash_lines(mask, labels, stats, min_h)
@@ -265,10 +264,10 @@ def _segment(
         c
         for c in cands
         if not _on_a_line(c.box, lines)
-        and not _line_residue(c.box, frames)
-        and not _cut_from_structure(c, labels, structure_px)
+        and not _line_residue(c.box, structure_boxes)
+        and not _cut_from_structure(c, labels, before_erasure, ids)
     ]
-    return labels, _drop_collinear(_drop_dashes(cands), labels, frames), marks, (lo + hi) // 2
+    return labels, _drop_collinear(_drop_dashes(cands), labels, structure_boxes), marks, (lo + hi) // 2
 
 
 def _dash_like(stats: np.ndarray, min_h: int) -> np.ndarray:
@@ -331,6 +330,23 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
     return False
 
 
+def _own(labels: np.ndarray, box: tuple[int, int, int, int], members: tuple[int, ...]) -> np.ndarray:
+    """The pixels of a candidate's own components within its box (others masked out)."""
+    x, y, w, h = box
+    return np.isin(labels[y : y + h, x : x + w], members)
+
+
+def _thin(box: tuple[int, int, int, int]) -> bool:
+    """A stroke-like box: the long side three times the short one or more."""
+    return max(box[2], box[3]) >= 3 * min(box[2], box[3])
+
+
+def _within(box: tuple[int, int, int, int], outer: tuple[int, int, int, int], slack: int = 2) -> bool:
+    x, y, w, h = box
+    sx, sy, sw, sh = outer
+    return x >= sx - slack and y >= sy - slack and x + w <= sx + sw + slack and y + h <= sy + sh + slack
+
+
 def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, int, int, int]]) -> bool:
     """A thin mark left of a grid or rule whose lines were erased: inside the structure's
     box and either at its edge (a corner stub) or spanning half of it (a border line the
@@ -340,7 +356,7 @@ def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, in
     if min(w, h) > 0.35 * max(w, h):
         return False
     for sx, sy, sw, sh in structures:
-        if x < sx - 2 or y < sy - 2 or x + w > sx + sw + 2 or y + h > sy + sh + 2:
+        if not _within(box, (sx, sy, sw, sh)):
             continue
         at_edge = min(x - sx, y - sy, sx + sw - x - w, sy + sh - y - h) <= max(4, 0.25 * max(w, h))
         if at_edge or h >= 0.45 * sh or w >= 0.45 * sw:
@@ -348,15 +364,16 @@ def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, in
     return False
 
 
-def _cut_from_structure(c: _Candidate, labels: np.ndarray, structure_px: np.ndarray | None) -> bool:
+def _cut_from_structure(c: _Candidate, labels: np.ndarray, before_erasure: np.ndarray, structures: list[int]) -> bool:
     """A thin mark whose ink belonged to a grid, rule or page edge before its lines were
     erased is a piece of that line, not a "1" (a digit merely near a line is not part of it)."""
-    x, y, w, h = c.box
-    if structure_px is None or max(w, h) < 3 * min(w, h):
+    if not structures or not _thin(c.box):
         return False
-    own = np.isin(labels[y : y + h, x : x + w], c.labels)
+    x, y, w, h = c.box
+    own = _own(labels, c.box, c.labels)
     n = np.count_nonzero(own)
-    return bool(n > 0 and np.count_nonzero(structure_px[y : y + h, x : x + w] & own) >= 0.8 * n)
+    was_structure = np.isin(before_erasure[y : y + h, x : x + w], structures)
+    return bool(n > 0 and np.count_nonzero(was_structure & own) >= 0.8 * n)
 
 
 def _drop_collinear(
@@ -371,13 +388,10 @@ def _drop_collinear(
         return cands
     thin = []
     for i, c in enumerate(cands):
-        x, y, w, h = c.box
-        if max(w, h) < 3 * min(w, h) or not any(
-            x >= sx - 2 and y >= sy - 2 and x + w <= sx + sw + 2 and y + h <= sy + sh + 2
-            for sx, sy, sw, sh in structures
-        ):
+        if not _thin(c.box) or not any(_within(c.box, s) for s in structures):
             continue
-        ys, xs = np.nonzero(np.isin(labels[y : y + h, x : x + w], c.labels))
+        x, y, w, h = c.box
+        ys, xs = np.nonzero(_own(labels, c.box, c.labels))
         if len(xs) < 5:
             continue
         fit = cv2.fitLine(np.stack([xs + x, ys + y], 1).astype(np.float32), cv2.DIST_L2, 0, 0.01, 0.01).ravel()
@@ -505,11 +519,7 @@ def _candidates(
         box = (int(gb[0]), int(gb[1]), bw, bh)
         aspect = bw / float(bh)
         if bh >= min_h and 0.06 <= aspect <= 2.0:
-            lab = labels[box[1] : box[1] + bh, box[0] : box[0] + bw]
-            own = lab == members[0]
-            for k in members[1:]:
-                own |= lab == k
-            fill = np.count_nonzero(own) / float(bw * bh)
+            fill = np.count_nonzero(_own(labels, box, tuple(members))) / float(bw * bh)
             if 0.07 <= fill <= (0.92 if aspect < 0.3 else 0.88):
                 cands.append(_Candidate(box, tuple(members)))
                 continue

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from .preprocess import MNIST_BOX, MNIST_SIZE
-from .segment import _Candidate, _contrast, _gray, _segment
+from .segment import _Candidate, _contrast, _gray, _own, _segment
 
 if TYPE_CHECKING:
     from .recognizer import Detection, DigitRecognizer
@@ -120,10 +120,7 @@ def _crops(contrast: np.ndarray, labels: np.ndarray, cands: list[_Candidate], st
     for i, c in enumerate(cands):
         x, y, w, h = c.box
         x0, y0, x1, y1 = max(x - 1, 0), max(y - 1, 0), min(x + w + 1, W), min(y + h + 1, H)
-        lab = labels[y0:y1, x0:x1]
-        own = lab == c.labels[0]
-        for extra in c.labels[1:]:
-            own |= lab == extra
+        own = _own(labels, (x0, y0, x1 - x0, y1 - y0), c.labels)
         ink = contrast[y0:y1, x0:x1]
         core = ink[own]
         if core.size == 0 or int(core.max()) < strong:
@@ -391,11 +388,12 @@ def detect(
     t3 = time.perf_counter()
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
     ok = [p.is_digit and p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)]
+    ok += [False] * len(marks)
     boxes = [c.box for c in cands] + marks
     if rec.has_reject_class:
-        ok = _reject_text(boxes, ok + [False] * len(marks), [not p.is_digit for p in preds] + [True] * len(marks))
+        ok = _reject_text(boxes, ok, [not p.is_digit for p in preds] + [True] * len(marks))
     else:  # no "not a digit" answer: letters are told by their shape (x-height) instead
-        ok = _reject_lowercase(boxes, ok + [False] * len(marks))
+        ok = _reject_lowercase(boxes, ok)
     inv = 1.0 / scale
     dets = [
         Detection(
