@@ -257,20 +257,27 @@ def resize_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _area_matrix(image.shape[0], h) @ image.astype(np.float32, copy=False) @ _area_matrix(image.shape[1], w).T
 
 
-def center_of_mass_place(digit: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
+def center_of_mass_place(
+    digit: np.ndarray, size: int = MNIST_SIZE, *, centre: tuple[float, float] | None = None
+) -> np.ndarray:
     """Places a small float image in a ``size`` x ``size`` field, centre of mass at the centre.
 
     Pixels shifted past the edge are dropped (as MNIST's own centring does).
+    ``centre`` is the image's centre of mass ``(cy, cx)`` when the caller already has
+    it (OpenCV's moments); otherwise it is computed here.
     """
     out = np.zeros((size, size), np.float32)
     h, w = digit.shape
-    total = float(digit.sum())
-    if total <= 0:
-        return out
-    cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / total
-    cx = float((digit.sum(axis=0) * np.arange(w)).sum()) / total
-    top = int(round((size - 1) / 2 - cy))
-    left = int(round((size - 1) / 2 - cx))
+    if centre is None:
+        total = float(digit.sum())
+        if total <= 0:
+            return out
+        centre = (
+            float((digit.sum(axis=1) * np.arange(h)).sum()) / total,
+            float((digit.sum(axis=0) * np.arange(w)).sum()) / total,
+        )
+    top = int(round((size - 1) / 2 - centre[0]))
+    left = int(round((size - 1) / 2 - centre[1]))
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + h, size), min(left + w, size)
     if y1 > y0 and x1 > x0:

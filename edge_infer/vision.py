@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from .preprocess import MNIST_BOX, MNIST_SIZE
+from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 from .segment import _Candidate, _contrast, _gray, _own, _segment
 
 if TYPE_CHECKING:
@@ -166,19 +166,12 @@ def _mnist_layout(ink: np.ndarray, *, thin_bold: bool = True) -> np.ndarray:
         # "2". One 2x2 erosion brings them back into MNIST's range.
         small = cv2.erode(small, _K2)
     _, peak, _, _ = cv2.minMaxLoc(small)
-    out = np.zeros((MNIST_SIZE, MNIST_SIZE), np.float32)
     if peak <= 0:
-        return out.astype(np.uint8)
+        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
     small = np.minimum(small * (255.0 / peak), 255.0)
     mo = cv2.moments(small)
-    h, w = small.shape
-    top = int(round((MNIST_SIZE - 1) / 2 - mo["m01"] / mo["m00"]))
-    left = int(round((MNIST_SIZE - 1) / 2 - mo["m10"] / mo["m00"]))
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + h, MNIST_SIZE), min(left + w, MNIST_SIZE)
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
-    return np.rint(out).astype(np.uint8)
+    centre = (mo["m01"] / mo["m00"], mo["m10"] / mo["m00"])
+    return np.rint(center_of_mass_place(small, MNIST_SIZE, centre=centre)).astype(np.uint8)
 
 
 _K3 = np.ones((3, 3), np.uint8)
