@@ -62,3 +62,29 @@ def paper_digit(
     gradient = np.linspace(0.85, 1.05, img.shape[1], dtype=np.float32)[None, :, None]
     img = img * gradient + rng.normal(0, 4, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def dejavu_text(
+    image: np.ndarray, text: str, x: int, y: int, height: int, *, font: str = "DejaVuSans.ttf", ink: int = 35
+) -> None:
+    """Prints ``text`` into ``image`` (gray or BGR, in place) as dark ink, in a DejaVu font:
+    a font family the conversion stage never trains on."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(f"/usr/share/fonts/truetype/dejavu/{font}", height)
+    im = Image.fromarray(image)
+    ImageDraw.Draw(im).text((x, y), text, font=face, fill=ink if image.ndim == 2 else (ink,) * 3)
+    image[:] = np.asarray(im)
+
+
+def assert_mnist_convention(images: np.ndarray) -> None:
+    """White ink on black, longest side of the ink box 20 px, centre of mass at the centre."""
+    border = np.concatenate([images[:, :2].reshape(len(images), -1), images[:, -2:].reshape(len(images), -1)], axis=1)
+    assert border.max(axis=1).mean() < 10  # black background
+    for img in images:
+        m = img.astype(np.float64)
+        ys, xs = np.nonzero(img > 64)
+        assert 17 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 23
+        cy = (m.sum(axis=1) * np.arange(28)).sum() / m.sum()
+        cx = (m.sum(axis=0) * np.arange(28)).sum() / m.sum()
+        assert abs(cy - 13.5) <= 1.5 and abs(cx - 13.5) <= 1.5

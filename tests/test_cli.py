@@ -5,9 +5,10 @@ import subprocess
 import sys
 
 import cv2
+import numpy as np
 import pytest
 
-from .conftest import paper_digit
+from .conftest import dejavu_text, paper_digit
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -41,13 +42,10 @@ def test_classify_plain_output(digit_pngs):
 
 
 def test_classify_says_when_a_crop_is_not_a_digit(tmp_path, digit_pngs):
-    from PIL import Image, ImageDraw, ImageFont
-
     letter = tmp_path / "letter_K.png"
-    im = Image.new("L", (120, 120), 235)
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf", 80)
-    ImageDraw.Draw(im).text((30, 10), "K", font=font, fill=30)
-    im.save(letter)
+    im = np.full((120, 120), 235, np.uint8)
+    dejavu_text(im, "K", 30, 10, 80, font="DejaVuSerif.ttf", ink=30)
+    cv2.imwrite(str(letter), im)
     path, digit = digit_pngs[0]
     r = cli("classify", str(letter), path)
     assert r.returncode == 0, r.stderr

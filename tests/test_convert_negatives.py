@@ -12,6 +12,8 @@ from convert import negatives as negmod
 from convert.negatives import EXCLUDED_LETTERS, LETTERS, find_fonts, heldout_negatives, make_negatives
 from convert.render import photograph
 
+from .conftest import assert_mnist_convention
+
 pytest.importorskip("cv2")
 pytest.importorskip("PIL")
 
@@ -38,15 +40,7 @@ def test_deterministic_by_seed(negs):
 
 def test_mnist_convention(negs):
     """White ink on black, longest side of the ink box 20 px, centre of mass at the centre."""
-    border = np.concatenate([negs[:, :2].reshape(len(negs), -1), negs[:, -2:].reshape(len(negs), -1)], axis=1)
-    assert border.max(axis=1).mean() < 10  # black background
-    for img in negs:
-        m = img.astype(np.float64)
-        ys, xs = np.nonzero(img > 64)
-        assert 17 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 23
-        cy = (m.sum(axis=1) * np.arange(28)).sum() / m.sum()
-        cx = (m.sum(axis=0) * np.arange(28)).sum() / m.sum()
-        assert abs(cy - 13.5) <= 1.5 and abs(cx - 13.5) <= 1.5
+    assert_mnist_convention(negs)
 
 
 def test_photos_are_dark_ink_on_light_paper():

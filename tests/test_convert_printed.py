@@ -13,6 +13,8 @@ from convert.negatives import make_negatives
 from convert.printed import DIGITS, heldout_printed, make_printed
 from convert.render import DEJAVU_DIR, HERSHEY_FACES, find_fonts
 
+from .conftest import assert_mnist_convention
+
 pytest.importorskip("cv2")
 pytest.importorskip("PIL")
 
@@ -99,15 +101,7 @@ def test_deterministic_by_seed(printed):
 def test_mnist_convention(printed):
     """White ink on black, longest side of the ink box 20 px, centre of mass at the centre."""
     x, _ = printed
-    border = np.concatenate([x[:, :2].reshape(len(x), -1), x[:, -2:].reshape(len(x), -1)], axis=1)
-    assert border.max(axis=1).mean() < 10  # black background
-    for img in x:
-        m = img.astype(np.float64)
-        ys, xs = np.nonzero(img > 64)
-        assert 17 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 23
-        cy = (m.sum(axis=1) * np.arange(28)).sum() / m.sum()
-        cx = (m.sum(axis=0) * np.arange(28)).sum() / m.sum()
-        assert abs(cy - 13.5) <= 1.5 and abs(cx - 13.5) <= 1.5
+    assert_mnist_convention(x)
 
 
 def test_liberation_and_hershey_never_dejavu_nor_script(monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 
 from edge_infer.preprocess import center_of_mass_place, ink_map, resize_area, to_mnist
 
-from .conftest import paper_digit
+from .conftest import dejavu_text, paper_digit
 
 
 def _com(img: np.ndarray) -> tuple[float, float]:
@@ -140,16 +140,12 @@ def test_photos_with_uneven_light_and_surroundings(mnist_test, kind):
 @pytest.mark.parametrize("inverted", [False, True])
 def test_tight_crops_of_bold_print_keep_their_polarity(inverted):
     """Strokes a third of the crop wide: the border, not the hat transforms, tells paper from ink."""
-    from PIL import Image, ImageDraw, ImageFont
-
     from edge_infer import DigitRecognizer
 
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 80)
     crops = []
     for d in range(10):
-        im = Image.new("L", (200, 200), 230)
-        ImageDraw.Draw(im).text((50, 30), str(d), font=font, fill=30)
-        a = np.asarray(im)
+        a = np.full((200, 200), 230, np.uint8)
+        dejavu_text(a, str(d), 50, 30, 80, font="DejaVuSans-Bold.ttf", ink=30)
         ys, xs = np.nonzero(a < 130)
         crop = a[ys.min() - 4 : ys.max() + 5, xs.min() - 4 : xs.max() + 5]
         crops.append(255 - crop if inverted else crop)

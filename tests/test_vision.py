@@ -12,6 +12,7 @@ from edge_infer import Detection, DigitRecognizer
 from edge_infer.preprocess import normalize_ink
 from edge_infer.vision import Number, _mnist_layout, detect, group_numbers, read_numbers
 
+from .conftest import dejavu_text
 from .scenes import make_scene, match
 
 cv2 = pytest.importorskip("cv2")
@@ -170,23 +171,13 @@ def test_a_digits_only_model_tells_words_by_their_lower_case(clear_digits):
         assert [n.value for n in read_numbers(r10, frame)] == ["407"]
 
 
-def _dejavu_text(frame: np.ndarray, text: str, x: int, y: int, height: int) -> None:
-    """Prints ``text`` in DejaVu Sans (a font the model never saw in training) as dark ink."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", height)
-    im = Image.fromarray(frame)
-    ImageDraw.Draw(im).text((x, y), text, font=font, fill=(35, 35, 35))
-    frame[:] = np.asarray(im)
-
-
 def test_a_label_and_its_number_give_only_the_number(rec):
     """Letters are answered "not a digit"; the look-alike "o"s of "Room" go with their word."""
     assert rec.has_reject_class
     frame = _paper()
-    _dejavu_text(frame, "Room 317", 60, 60, 64)
-    _dejavu_text(frame, "Week 42", 60, 200, 56)
-    _dejavu_text(frame, "Kitchen", 60, 330, 60)
+    dejavu_text(frame, "Room 317", 60, 60, 64)
+    dejavu_text(frame, "Week 42", 60, 200, 56)
+    dejavu_text(frame, "Kitchen", 60, 330, 60)
     assert [n.value for n in read_numbers(rec, frame)] == ["317", "42"]
 
 
@@ -194,7 +185,7 @@ def test_letters_and_symbols_are_not_digits(rec):
     crops = []
     for ch in "AEHKMNRWXaekmwx#&@":
         frame = _paper(120, 120)
-        _dejavu_text(frame, ch, 25, 10, 80)
+        dejavu_text(frame, ch, 25, 10, 80)
         crops.append(frame)
     preds = rec.classify_batch(crops)
     assert sum(not p.is_digit for p in preds) >= 0.85 * len(crops), [(p.digit, round(p.reject_score, 2)) for p in preds]
