@@ -500,19 +500,7 @@ def _candidates(
     gboxes = gb[:n]
     groups, gboxes = _merge_overlapping(groups, gboxes, max_h)
     cands, marks = [], []
-    centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in gboxes])
-    heights = gboxes[:, 3] - gboxes[:, 1]
     for members, gb in zip(groups, gboxes):
-        # Marks (not specks: grid crumbs in an 8's loops do not count) centred inside.
-        inside = np.count_nonzero(
-            (centres[:, 0] > gb[0])
-            & (centres[:, 0] < gb[2])
-            & (centres[:, 1] > gb[1])
-            & (centres[:, 1] < gb[3])
-            & (heights >= 0.4 * min_h)
-        )
-        if inside >= 3:  # itself and two more: a frame or grid around marks, not a digit
-            continue
         bw, bh = int(gb[2] - gb[0]), int(gb[3] - gb[1])
         if bh < 0.4 * min_h:  # specks: neither a digit nor a letter
             continue
