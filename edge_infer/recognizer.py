@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import queue
-from contextlib import contextmanager
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -56,6 +56,29 @@ class Detection:
     box: tuple[int, int, int, int]
     digit: int
     score: float
+
+
+_new = object.__new__
+
+
+def _prediction(digit: int, score: float, scores: np.ndarray, is_digit: bool, reject_score: float) -> Prediction:
+    """Prediction(...) without the frozen dataclass's per-field ``object.__setattr__`` calls."""
+    p = _new(Prediction)
+    p.__dict__.update(digit=digit, score=score, scores=scores, is_digit=is_digit, reject_score=reject_score)
+    return p
+
+
+class _Slot:
+    """One interpreter, its lock, and its batch-1 input buffer (used under the lock)."""
+
+    __slots__ = ("model", "lock", "buffer", "pixels")
+
+    def __init__(self, model: Model, dtype: np.dtype, item_shape: tuple[int, ...]) -> None:
+        self.model = model
+        self.lock = threading.Lock()
+        self.buffer = np.zeros((1, *item_shape), dtype)
+        # the buffer as a (28, 28) image of the input's dtype, to write pixels into
+        self.pixels = self.buffer.reshape(MNIST_SIZE, MNIST_SIZE)
 
 
 class DigitRecognizer:
@@ -133,6 +156,7 @@ class DigitRecognizer:
             )
         #: True when the model has an 11th "not a digit" class (index 10).
         self.has_reject_class = classes == 11
+        self._classes = classes
         self._item_shape = spec.shape[1:]
         # uint8 pixel -> model input value, computed once (0..255 maps to [0, 1]).
         levels = np.arange(256, dtype=np.float32) / 255.0
@@ -142,14 +166,20 @@ class DigitRecognizer:
         self._xor128 = spec.dtype == np.int8 and np.array_equal(
             self._lut.view(np.uint8), np.arange(256, dtype=np.uint8) ^ 128
         )
-        # raw output byte -> probability, for 8-bit outputs (one look-up, no arithmetic).
+        # Raw output byte -> probability, for 8-bit outputs, as Python floats and as
+        # float32 bytes: turning a few raw bytes into predictions then takes plain
+        # Python, which (unlike numpy calls just after an invoke) runs cache-warm.
         out = self.model.output
-        self._out_lut = (
-            out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype)) if out.dtype.itemsize == 1 else None
-        )
-        self._pool: queue.SimpleQueue[Model] = queue.SimpleQueue()
-        for m in models:
-            self._pool.put(m)
+        self._out_table: list[float] | None = None
+        self._out_bytes: list[bytes] = []
+        if out.dtype.itemsize == 1:
+            table = out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype))
+            self._out_table = table.tolist()
+            self._out_bytes = [v.tobytes() for v in table]
+        self._slots = [_Slot(m, self._lut.dtype, self._item_shape) for m in models]
+        self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        for slot in self._slots:
+            self._pool.put(slot)
         self._models = models
 
     # -- lifecycle ---------------------------------------------------------
@@ -164,51 +194,63 @@ class DigitRecognizer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _model(self) -> Iterator[Model]:
-        m = self._pool.get()
-        try:
-            yield m
-        finally:
-            self._pool.put(m)
-
     # -- classification ----------------------------------------------------
-    def _to_input(self, mnist: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8 -> the model's input array."""
+    def _to_input(self, mnist: np.ndarray, out: np.ndarray) -> None:
+        """uint8 pixels -> the model's input values, written into ``out`` (same shape)."""
         if self._xor128:
-            x = np.bitwise_xor(mnist, np.uint8(128)).view(np.int8)
+            np.bitwise_xor(mnist, np.uint8(128), out=out.view(np.uint8))
         else:
-            x = self._lut[mnist]
-        return x.reshape((mnist.shape[0], *self._item_shape))
+            np.take(self._lut, mnist, out=out)
 
-    def _scores(self, mnist: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8 -> (N, classes) float32 probabilities, one invoke."""
-        x = self._to_input(mnist)
-        if len(self._models) == 1:
-            raw = self.model.invoke(x)
-        else:
-            with self._model() as m:
-                raw = m.invoke(x)
-        if self._out_lut is not None:
-            probs = self._out_lut[raw.view(np.uint8)].reshape(mnist.shape[0], -1)
-        else:
-            probs = self.model.output.dequantize(raw).reshape(mnist.shape[0], -1)
-        probs.flags.writeable = False
-        return probs
+    def _invoke(self, mnist: np.ndarray) -> np.ndarray:
+        """A (28, 28) or (N, 28, 28) uint8 array -> the raw output, one invoke.
 
-    def _predictions(self, probs: np.ndarray) -> list[Prediction]:
-        """(N, classes) probabilities -> predictions.
-
-        One numpy call (``tolist``), then plain Python on each row's 10-11 values:
-        numpy calls right after an invoke run cache-cold (5-10 us each), and a few
-        per row cost more than the arithmetic they do.
+        A single digit goes through the slot's preallocated buffer: after an invoke
+        every numpy call runs cache-cold, so the fewer the better.
         """
-        out = []
-        for values, p in zip(probs.tolist(), probs):
-            d = max(range(10), key=values.__getitem__)  # the first of equal maxima, as argmax
-            r = values[10] if self.has_reject_class else 0.0
-            out.append(Prediction(d, values[d], p, r <= values[d], r))
-        return out
+        one = len(self._slots) == 1
+        slot = self._slots[0] if one else self._pool.get()  # one interpreter: no pool hop
+        try:
+            with slot.lock:
+                if mnist.ndim == 2:
+                    self._to_input(mnist, slot.pixels)
+                    return slot.model.invoke(slot.buffer)
+                x = np.empty((mnist.shape[0], *self._item_shape), self._lut.dtype)
+                self._to_input(mnist, x.reshape(mnist.shape))
+                return slot.model.invoke(x)
+        finally:
+            if not one:
+                self._pool.put(slot)
+
+    def _prediction(self, values: list[float], scores: np.ndarray) -> Prediction:
+        d = max(range(10), key=values.__getitem__)  # the first of equal maxima, as argmax
+        r = values[10] if self.has_reject_class else 0.0
+        return _prediction(d, values[d], scores, r <= values[d], r)
+
+    def _predictions(self, raw: np.ndarray, n: int) -> list[Prediction]:
+        """The raw output of ``n`` crops -> predictions.
+
+        For 8-bit outputs: one ``tobytes``, then table look-ups in plain Python,
+        which runs cache-warm where numpy calls just after an invoke do not (5-10 us
+        each). ``scores`` are read-only: they are backed by bytes.
+        """
+        table = self._out_table
+        if table is None:
+            probs = self.model.output.dequantize(raw).reshape(n, self._classes)
+            probs.flags.writeable = False
+            return [self._prediction(v, p) for v, p in zip(probs.tolist(), probs)]
+        codes = raw.tobytes()
+        enc = self._out_bytes
+        if n == 1:
+            return [
+                self._prediction(
+                    [table[b] for b in codes], np.frombuffer(b"".join([enc[b] for b in codes]), np.float32)
+                )
+            ]
+        c = self._classes
+        values = [table[b] for b in codes]
+        probs = np.frombuffer(b"".join([enc[b] for b in codes]), np.float32).reshape(n, c)
+        return [self._prediction(values[k * c : k * c + c], p) for k, p in enumerate(probs)]
 
     def classify(self, image: np.ndarray) -> Prediction:
         """Classifies one crop of a single digit.
@@ -225,7 +267,7 @@ class DigitRecognizer:
         """
         if not (type(image) is np.ndarray and image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8):
             image = to_mnist(image)
-        return self._predictions(self._scores(image[None]))[0]
+        return self._predictions(self._invoke(image), 1)[0]
 
     def classify_batch(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Prediction]:
         """Classifies many crops with one invoke where the model allows.
@@ -251,8 +293,7 @@ class DigitRecognizer:
             raise TypeError(f"images must be a list of arrays or an (N, 28, 28) array, not {type(images).__name__}")
         if batch is None or len(batch) == 0:
             return []
-        probs = self._scores(np.ascontiguousarray(batch))
-        return self._predictions(probs)
+        return self._predictions(self._invoke(np.ascontiguousarray(batch)), len(batch))
 
     def top_k(self, image: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
         """The ``k`` most likely digits for one crop, best first, as ``(digit, probability)``."""
