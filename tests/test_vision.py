@@ -10,7 +10,7 @@ import pytest
 
 from edge_infer import Detection, DigitRecognizer
 from edge_infer.preprocess import normalize_ink
-from edge_infer.vision import Number, _mnist_layout, detect, group_numbers, read_numbers
+from edge_infer.vision import Number, _mnist_layout, _words, detect, group_numbers, read_numbers
 
 from .conftest import dejavu_text
 from .scenes import make_scene, match
@@ -353,6 +353,43 @@ def test_bold_strokes_are_thinned_to_mnist_width():
     bold, thinned = (_mnist_layout(ink, thin_bold=t) > 127 for t in (False, True))
     assert thinned.sum() < 0.85 * bold.sum()
     assert thinned[4:24, 12:16].any()  # the stem is still there
+
+
+def test_word_runs_match_the_plain_search():
+    """_words skips runs no later box can reach; the runs are those of the plain search
+    (each box against every run, first fit), on random marks that crowd a few lines."""
+
+    def plain(boxes, ratio):
+        groups: list[list[int]] = []
+        for i in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
+            x, y, w, h = boxes[i]
+            for g in groups:
+                lx, ly, lw, lh = boxes[g[-1]]
+                ref = max(h, lh)
+                if (
+                    min(y + h, ly + lh) - max(y, ly) >= 0.5 * min(h, lh)
+                    and x - (lx + lw) <= ratio * ref
+                    and min(h, lh) >= 0.45 * ref
+                ):
+                    g.append(i)
+                    break
+            else:
+                groups.append([i])
+        return groups
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(0, 60))
+        boxes = [
+            (
+                int(rng.integers(0, 600)),
+                int(rng.choice([50, 60, 200, 330])) + int(rng.integers(-8, 8)),
+                *map(int, rng.integers(3, 70, 2)),
+            )
+            for _ in range(n)
+        ]
+        for ratio in (0.25, 0.6):
+            assert _words(boxes, ratio) == plain(boxes, ratio)
 
 
 def test_import_does_not_load_opencv():
