@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from .fastpath import detect_fast
 from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 from .segment import _Candidate, _contrast, _gray, _own, _segment
 
@@ -340,6 +341,7 @@ def detect(
     polarity: str = "auto",
     max_side: int = 1280,
     min_contrast: float = 0.12,
+    fast: bool = False,
     timings: dict[str, float] | None = None,
 ) -> list[Detection]:
     """Finds and reads the digits in a camera frame.
@@ -355,7 +357,11 @@ def detect(
             (light on dark, e.g. chalk on a board).
         max_side: Frames with a longer side are shrunk to this for segmentation
             (boxes are mapped back); digits under ~10 px after the shrink are lost.
-        min_contrast: Weakest ink kept, as a fraction of the paper's brightness.
+        min_contrast: Weakest ink kept, as a fraction of the paper's brightness
+            (full pipeline only).
+        fast: Use the fast pipeline (:mod:`edge_infer.fastpath`): several times
+            quicker, but no line or grid erasure, no merging of broken strokes and
+            less tolerance of uneven light; ``edge-infer bench`` reports both.
         timings: A dict to receive the seconds spent in ``"segment"``,
             ``"prepare"`` (crops) and ``"infer"`` for this frame.
 
@@ -380,12 +386,33 @@ def detect(
         raise ValueError(f"min_score must be in [0, 1], got {min_score!r}")
     if polarity not in ("auto", "dark", "light"):
         raise ValueError(f"polarity must be 'auto', 'dark' or 'light', got {polarity!r}")
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast must be True or False, not {type(fast).__name__}")
     stages = {"segment": 0.0, "prepare": 0.0, "infer": 0.0}
     if timings is not None:
         timings.update(stages)
     H, W = frame.shape[:2]
     if min(H, W) < 8:
         return []
+    if fast:
+        top = max_height if max_height is not None else H // 2
+        found = (
+            []
+            if top < min_height
+            else detect_fast(
+                rec,
+                frame,
+                min_h=min_height,
+                max_h=top,
+                min_score=float(min_score),
+                polarity=polarity,
+                max_side=max_side,
+                stages=stages,
+            )
+        )
+        if timings is not None:
+            timings.update(stages)
+        return _reading_order(found)
     gray, scale = _gray(frame, max_side)
     max_h = int((max_height if max_height is not None else H // 2) * scale)
     min_h = max(8, int(min_height * scale))

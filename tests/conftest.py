@@ -88,3 +88,42 @@ def assert_mnist_convention(images: np.ndarray) -> None:
         cy = (m.sum(axis=1) * np.arange(28)).sum() / m.sum()
         cx = (m.sum(axis=0) * np.arange(28)).sum() / m.sum()
         assert abs(cy - 13.5) <= 1.5 and abs(cx - 13.5) <= 1.5
+
+
+def paper(h: int = 480, w: int = 640, level: int = 225) -> np.ndarray:
+    """A plain sheet of slightly noisy paper, BGR."""
+    rng = np.random.default_rng(0)
+    return np.clip(np.full((h, w, 3), level, np.float32) + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def stamp_digit(
+    frame: np.ndarray, digit_img: np.ndarray, x: int, y: int, height: int, ink: int = 30
+) -> tuple[int, int, int, int]:
+    """Draws an MNIST digit as dark ink at (x, y), ``height`` px tall; returns its ink box."""
+    import cv2
+
+    a = cv2.resize(digit_img.astype(np.float32) / 255.0, (height, height), interpolation=cv2.INTER_CUBIC)
+    a = np.clip(a, 0, 1)[..., None]
+    region = frame[y : y + height, x : x + height].astype(np.float32)
+    frame[y : y + height, x : x + height] = (region * (1 - a) + ink * a).astype(np.uint8)
+    ys, xs = np.nonzero(a[..., 0] > 0.5)
+    return x + int(xs.min()), y + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
+
+
+@pytest.fixture(scope="session")
+def clear_digits(mnist_test):
+    """One MNIST test digit per class that the shipped model reads with confidence on its own."""
+    from edge_infer import DigitRecognizer
+
+    x, y = mnist_test
+    out = {}
+    with DigitRecognizer() as rec:
+        for i in range(2000):
+            d = int(y[i])
+            if d not in out:
+                p = rec.classify(x[i])
+                if p.score > 0.99 and p.digit == d:
+                    out[d] = x[i]
+            if len(out) == 10:
+                return out
+    pytest.fail("no clear MNIST digit for every class")

@@ -13,6 +13,8 @@ from edge_infer.preprocess import normalize_ink
 from edge_infer.vision import Number, _mnist_layout, _words, detect, group_numbers, read_numbers
 
 from .conftest import dejavu_text
+from .conftest import paper as _paper
+from .conftest import stamp_digit as _stamp
 from .scenes import make_scene, match
 
 cv2 = pytest.importorskip("cv2")
@@ -36,37 +38,6 @@ def rec():
 @pytest.fixture(scope="module")
 def scenes(mnist_test):
     return [make_scene(TEST_SEED + i, mnist_test) for i in range(TEST_FRAMES)]
-
-
-def _paper(h: int = 480, w: int = 640, level: int = 225) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    return np.clip(np.full((h, w, 3), level, np.float32) + rng.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def _stamp(
-    frame: np.ndarray, digit_img: np.ndarray, x: int, y: int, height: int, ink: int = 30
-) -> tuple[int, int, int, int]:
-    """Draws an MNIST digit as dark ink at (x, y), ``height`` px tall; returns its ink box."""
-    a = cv2.resize(digit_img.astype(np.float32) / 255.0, (height, height), interpolation=cv2.INTER_CUBIC)
-    a = np.clip(a, 0, 1)[..., None]
-    region = frame[y : y + height, x : x + height].astype(np.float32)
-    frame[y : y + height, x : x + height] = (region * (1 - a) + ink * a).astype(np.uint8)
-    ys, xs = np.nonzero(a[..., 0] > 0.5)
-    return x + int(xs.min()), y + int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
-
-
-@pytest.fixture(scope="module")
-def clear_digits(rec, mnist_test):
-    """One MNIST test digit per class that the model reads with confidence on its own."""
-    x, y = mnist_test
-    out = {}
-    for i in range(2000):
-        d = int(y[i])
-        if d not in out and rec.classify(x[i]).score > 0.99 and rec.classify(x[i]).digit == d:
-            out[d] = x[i]
-        if len(out) == 10:
-            return out
-    pytest.fail("no clear MNIST digit for every class")
 
 
 # --------------------------------------------------------------------------- the scene set

@@ -1,0 +1,164 @@
+"""The fast detection pipeline: ``detect(frame, fast=True)``.
+
+For frame rate over robustness (a Pi Zero, a high-FPS camera, clean paper). One
+pass over a shrunken frame, as in OpenCV's digit-recognition sample, but with one
+batched invoke per frame and the model's "not a digit" class:
+
+1. the frame is shrunk so the smallest digit is about 8 px tall, and made gray;
+2. polarity as in the full pipeline (strong small dark features against light ones);
+3. an adaptive mean threshold gives the ink, outer contours the marks;
+4. marks of digit size, shape and ink fill are laid out MNIST-style from the mask
+   and classified in one batch; words are dropped by the same rule as the full
+   pipeline (:func:`edge_infer.vision._reject_text`).
+
+What it gives up, against the full pipeline (:mod:`edge_infer.segment`): no
+flattening of uneven light beyond the threshold's window, no line or grid
+erasure (a digit touching a line is lost), no merging of broken strokes, and
+digits wider than 1.2x their height are skipped. ``edge-infer bench`` reports both
+pipelines' recall and precision on the same scenes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .preprocess import MNIST_BOX, MNIST_SIZE
+from .segment import _dark_ink
+
+if TYPE_CHECKING:
+    from .recognizer import Detection, DigitRecognizer
+
+_WORK_MIN_H = 8  # the smallest digit's height in the shrunken frame, pixels
+_MAX_ASPECT = 1.2  # widest digit box, as a multiple of its height
+_FILL = (0.1, 0.75)  # ink share of a digit's box
+_OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the local mean
+
+
+def _layout(mask: np.ndarray, out: np.ndarray) -> None:
+    """Binary mask of one mark -> ``out`` (28x28 uint8, zeros): longest side 20 px,
+    centre of mass in the middle (as :func:`edge_infer.preprocess.center_of_mass_place`)."""
+    import cv2
+
+    h, w = mask.shape
+    s = MNIST_BOX / max(h, w)
+    small = cv2.resize(
+        mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    )
+    m = cv2.moments(small)
+    if not m["m00"]:
+        return
+    top = round((MNIST_SIZE - 1) / 2 - m["m01"] / m["m00"])
+    left = round((MNIST_SIZE - 1) / 2 - m["m10"] / m["m00"])
+    sh, sw = small.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + sh, MNIST_SIZE), min(left + sw, MNIST_SIZE)
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
+
+
+def detect_fast(
+    rec: DigitRecognizer,
+    gray_or_bgr: np.ndarray,
+    *,
+    min_h: int,
+    max_h: int,
+    min_score: float,
+    polarity: str,
+    max_side: int,
+    stages: dict[str, float],
+) -> list[Detection]:
+    """The pipeline above on a checked frame; boxes in frame pixels, not yet in reading order.
+
+    ``min_h``/``max_h`` are digit heights in frame pixels; ``stages`` receives the
+    seconds spent per stage.
+    """
+    import cv2
+
+    from .recognizer import Detection
+    from .vision import _reject_lowercase, _reject_text
+
+    t0 = time.perf_counter()
+    frame = gray_or_bgr
+    H, W = frame.shape[:2]
+    s = min(1.0, _WORK_MIN_H / min_h, max_side / max(H, W))
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    else:
+        frame = np.ascontiguousarray(frame.reshape(H, W))
+    if s < 1.0:
+        frame = cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
+    # polarity as the full pipeline tells it, on a half-size copy (smooth light gives no votes)
+    half = cv2.resize(frame, (max(1, frame.shape[1] // 2), max(1, frame.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+    dark = _dark_ink(half, polarity)
+    lo_h, hi_h = min_h * s, max_h * s
+    block = 2 * max(3, round(0.9 * lo_h)) + 1  # the window spans a small digit
+    ink = cv2.adaptiveThreshold(
+        frame,
+        255,
+        cv2.ADAPTIVE_THRESH_MEAN_C,
+        cv2.THRESH_BINARY_INV if dark else cv2.THRESH_BINARY,
+        block,
+        _OFFSET if dark else -_OFFSET,
+    )
+    contours, _ = cv2.findContours(ink, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cands: list[tuple[int, int, int, int]] = []
+    marks: list[tuple[int, int, int, int]] = []
+    if contours:
+        # every contour's bounding box at once: min and max over each one's points
+        pts = np.concatenate(contours).reshape(-1, 2)
+        starts = np.cumsum([0] + [len(c) for c in contours[:-1]])
+        x0, y0 = np.minimum.reduceat(pts[:, 0], starts), np.minimum.reduceat(pts[:, 1], starts)
+        bw = np.maximum.reduceat(pts[:, 0], starts) + 1 - x0
+        bh = np.maximum.reduceat(pts[:, 1], starts) + 1 - y0
+        h_img, w_img = ink.shape
+        inner = (x0 > 1) & (y0 > 1) & (x0 + bw < w_img - 1) & (y0 + bh < h_img - 1)
+        sized = inner & (bh >= 0.4 * lo_h) & (bh <= hi_h) & (bw <= hi_h)
+        shaped = sized & (bh >= lo_h) & (bw <= _MAX_ASPECT * bh)
+        boxes = np.stack([x0, y0, bw, bh], axis=1).tolist()
+        for i in np.flatnonzero(sized).tolist():
+            x, y, w, h = boxes[i]
+            if shaped[i] and _FILL[0] <= cv2.countNonZero(ink[y : y + h, x : x + w]) / float(w * h) <= _FILL[1]:
+                cands.append((x, y, w, h))
+            else:
+                marks.append((x, y, w, h))
+    t1 = time.perf_counter()
+    stages["segment"] = t1 - t0
+    if not cands:
+        return []
+    crops = np.zeros((len(cands), MNIST_SIZE, MNIST_SIZE), np.uint8)
+    for crop, (x, y, w, h) in zip(crops, cands):
+        _layout(ink[y : y + h, x : x + w], crop)
+    t2 = time.perf_counter()
+    preds = rec.classify_batch(crops)
+    t3 = time.perf_counter()
+    # The word rule looks at a digit's neighbours on its line: only marks beside a
+    # candidate (on its line, within a word's letter spacing) take part.
+    line = marks
+    if marks:
+        c, m = np.array(cands)[None], np.array(marks)[:, None]
+        overlap = np.minimum(c[..., 1] + c[..., 3], m[..., 1] + m[..., 3]) - np.maximum(c[..., 1], m[..., 1])
+        gap = np.maximum(c[..., 0] - (m[..., 0] + m[..., 2]), m[..., 0] - (c[..., 0] + c[..., 2]))
+        near = (overlap >= 0.5 * np.minimum(c[..., 3], m[..., 3])) & (gap <= 0.6 * np.maximum(c[..., 3], m[..., 3]))
+        near = near.any(axis=1)
+        line = [marks[i] for i in np.flatnonzero(near).tolist()]
+    ok = [p.is_digit and p.score >= min_score for p in preds] + [False] * len(line)
+    if rec.has_reject_class:
+        ok = _reject_text(cands + line, ok, [not p.is_digit for p in preds] + [True] * len(line))
+    else:
+        ok = _reject_lowercase(cands + line, ok)
+    inv = 1.0 / s
+    dets = [
+        Detection(
+            (round(x * inv), round(y * inv), max(1, round(w * inv)), max(1, round(h * inv))),
+            p.digit,
+            p.score,
+        )
+        for (x, y, w, h), p, good in zip(cands, preds, ok)
+        if good
+    ]
+    stages["prepare"] = t2 - t1 + time.perf_counter() - t3
+    stages["infer"] = t3 - t2
+    return dets
