@@ -19,6 +19,7 @@ LIMITS = {
     ("classify", "classify"): 1.3,
     ("batch", "batch@12"): 1.1,
     ("detect", "detect"): 0.6,
+    ("detect", "detect-fast"): 0.6,
     ("startup", "edge_infer"): 1.5,
 }
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX

@@ -332,7 +332,8 @@ def _checkout_module(name: str) -> Any:
 
 
 def section_detect(ctx: Context) -> dict[str, Any]:
-    """detect per frame, by stage, beside the baseline pipeline; recall and precision of both."""
+    """detect per frame (full and fast pipelines), by stage, beside the baseline pipeline;
+    recall and precision of all three."""
     from .recognizer import DigitRecognizer
 
     db = ctx.detect_module
@@ -343,26 +344,33 @@ def section_detect(ctx: Context) -> dict[str, Any]:
     baseline = db.BaselineDetector(_raw(ctx.backend, ctx.content, 1, threads=a.threads))
     quality = {
         "detect": db.score([rec.detect(f) for f in frames], truths),
+        "detect-fast": db.score([rec.detect(f, fast=True) for f in frames], truths),
         "baseline": db.score([baseline(f) for f in frames], truths),
     }
-    stages: dict[str, list[float]] = {"segment": [], "prepare": [], "infer": []}
-    timing: dict[str, float] = {}
+    pipelines = {"detect": False, "detect-fast": True}
+    stages: dict[str, dict[str, list[float]]] = {k: {"segment": [], "prepare": [], "infer": []} for k in pipelines}
 
-    def run_detect() -> None:
-        total = dict.fromkeys(stages, 0.0)
-        for f in frames:
-            rec.detect(f, timings=timing)
+    def runner(key: str) -> Callable[[], None]:
+        fast, per_stage = pipelines[key], stages[key]
+        timing: dict[str, float] = {}
+
+        def run() -> None:
+            total = dict.fromkeys(per_stage, 0.0)
+            for f in frames:
+                rec.detect(f, fast=fast, timings=timing)
+                for k in total:
+                    total[k] += timing.get(k, 0.0)
             for k in total:
-                total[k] += timing.get(k, 0.0)
-        for k in total:
-            stages[k].append(total[k] / len(frames))
+                per_stage[k].append(total[k] / len(frames))
+
+        return run
 
     def run_baseline() -> None:
         for f in frames:
             baseline(f)
 
     base = Subject("detect-baseline", run_baseline, len(frames), block=1, clock=ctx.clock)
-    det = Subject("detect", run_detect, len(frames), block=1, clock=ctx.clock)
+    dets = {k: Subject(k, runner(k), len(frames), block=1, clock=ctx.clock) for k in pipelines}
     rounds = max(2, ctx.rounds // 3)
     say(f"detect: {len(frames)} frames ({sum(len(t) for t in truths)} digits) x {rounds} interleaved rounds")
     import cv2
@@ -370,42 +378,46 @@ def section_detect(ctx: Context) -> dict[str, Any]:
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(a.threads)  # OpenCV as single-threaded as the interpreter (CPU time = work)
     try:
-        interleave([base, det], rounds=rounds, block_s=0.0, warmup_s=0.0)
+        interleave([base, *dets.values()], rounds=rounds, block_s=0.0, warmup_s=0.0)
     finally:
         cv2.setNumThreads(cv_threads)
-    for k in stages:  # the warm-up pass is not a sample
-        stages[k] = stages[k][-rounds:]
     rec.close()
-    ctx.subjects.update({"detect": det, "detect-baseline": base})
+    ctx.subjects.update({"detect-baseline": base, **dets})
     rows = [
         row(
             "baseline: adaptive threshold + contours + invoke per crop",
             base,
             unit="us/frame",
             **{k: quality["baseline"][k] for k in ("recall", "precision")},
-        ),
-        row(
-            "detect (all stages)",
-            det,
-            base,
-            unit="us/frame",
-            base_label="baseline pipeline",
-            **{k: quality["detect"][k] for k in ("recall", "precision")},
-        ),
-    ]
-    for k, v in stages.items():  # detect's timings are wall time: shares of it, applied to the figure above
-        share = float(np.median(np.array(v) / np.array(det.wall)))
-        rows.append(
-            {
-                "label": f"  stage {k} (share of detect's wall time)",
-                "key": f"detect:{k}",
-                "value": share * rows[1]["value"],
-                "unit": "us/frame",
-                "clock": rows[1]["clock"],
-                "share": share,
-                "wall": float(np.median(v)) * 1e6,
-            }
         )
+    ]
+    labels = {"detect": "detect (full pipeline, all stages)", "detect-fast": "detect(fast=True) (all stages)"}
+    for key, det in dets.items():
+        rows.append(
+            row(
+                labels[key],
+                det,
+                base,
+                unit="us/frame",
+                base_label="baseline pipeline",
+                **{k: quality[key][k] for k in ("recall", "precision")},
+            )
+        )
+        figure = rows[-1]["value"]
+        for k, v in stages[key].items():  # timings are wall time: shares of it, applied to the figure above
+            v = v[-rounds:]  # the warm-up pass is not a sample
+            share = float(np.median(np.array(v) / np.array(det.wall)))
+            rows.append(
+                {
+                    "label": f"  stage {k} (share of wall time)",
+                    "key": f"{key}:{k}",
+                    "value": share * figure,
+                    "unit": "us/frame",
+                    "clock": rows[-1]["clock"] if "clock" in rows[-1] else det.clock,
+                    "share": share,
+                    "wall": float(np.median(v)) * 1e6,
+                }
+            )
     return {
         "detect": {
             "rows": rows,

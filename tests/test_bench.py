@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"classify", "batch", "models", "detect", "startup"}
-TARGETS = {"classify", "batch12_vs_raw", "batch12_vs_classify", "detect", "startup", "startup_rss"}
+TARGETS = {"classify", "batch12_vs_raw", "batch12_vs_classify", "detect", "startup", "startup_rss", "detect_fast"}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,8 @@ def test_quick_bench_writes_every_section(quick_run):
             assert row["value"] >= 0 and row["unit"], (name, row)
             if "baseline_key" in row:
                 assert row["ratio"] > 0 and row["q1"] <= row["ratio"] <= row["q3"], (name, row)
+    detect = {row["key"] for row in result["sections"]["detect"].get("rows", [])}
+    assert not detect or {"detect-baseline", "detect", "detect-fast"} <= detect
     batch = {row["key"] for row in result["sections"]["batch"]["rows"]}
     assert {f"raw@{n}" for n in (1, 4, 12, 32)} | {f"batch@{n}" for n in (1, 4, 12, 32)} <= batch
     assert {t["target"] for t in result["targets"]} == TARGETS
