@@ -30,11 +30,12 @@ class StreamBusyError(RuntimeError):
     """No room for another viewer (or the stream is closing): try again later."""
 
 
-def read_frame(recognizer: DigitRecognizer, frame: np.ndarray) -> tuple[list[Any], list[Any]]:
-    """The digits in a frame and the numbers they form, from one detection pass."""
+def read_frame(recognizer: DigitRecognizer, frame: np.ndarray, *, fast: bool = False) -> tuple[list[Any], list[Any]]:
+    """The digits in a frame and the numbers they form, from one detection pass
+    (``fast``: the quick pipeline, see :mod:`edge_infer.fastpath`)."""
     from . import vision
 
-    detections = recognizer.detect(frame)
+    detections = recognizer.detect(frame, fast=fast)
     group = getattr(vision, "group_numbers", None)
     numbers = group(detections) if group is not None else recognizer.read_numbers(frame)
     return detections, numbers

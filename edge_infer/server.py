@@ -155,9 +155,12 @@ def create_app(
 
     @app.post("/v1/detect")
     def detect() -> Any:
+        fast = request.args.get("fast", "0")
+        if fast not in ("0", "1"):
+            raise ClientError(400, f"fast must be 0 or 1, got {fast!r}")
         frame = image_body(json_ok=False)
         try:
-            detections, numbers = read_frame(recognizer, frame)
+            detections, numbers = read_frame(recognizer, frame, fast=fast == "1")
         except (ValueError, TypeError) as e:
             raise ClientError(400, f"cannot read this image: {e}") from None
         return jsonify(

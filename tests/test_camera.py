@@ -62,6 +62,12 @@ def test_main_job_without_camera_or_display_writes_the_annotated_video(capsys, t
     assert set(first["digits"][0]) == {"box", "digit", "score"}
 
 
+def test_fast_pipeline_reads_the_sample_clip(capsys, no_camera):
+    rc, lines, err = _run(capsys, "--max-frames", "20", "--headless", "--fast")
+    assert rc == 0, err
+    assert len(lines) == 20 and sum(bool(line["digits"]) for line in lines) >= 15
+
+
 def test_headless_sample_plays_once_without_max_frames(capsys, no_camera):
     rc, lines, _ = _run(capsys, "--source", "sample", "--headless")
     n = int(cv2.VideoCapture(str(camera.sample_clip_path())).get(cv2.CAP_PROP_FRAME_COUNT))

@@ -316,6 +316,16 @@ def test_detect_reads_boxes_digits_and_numbers(http, url, digits):
     assert values == sorted(["".join(str(label) for _, label in chosen[:3]), str(chosen[3][1])])
 
 
+def test_detect_fast_flag(http, url, digits):
+    chosen = [digits[i] for i in (0, 1, 2, 3)]
+    frame = scene(chosen)
+    r = post(http, url, "/v1/detect?fast=1", png(frame), "image/png")
+    assert r.status_code == 200, r.text
+    assert sorted(d["digit"] for d in r.json()["detections"]) == sorted(label for _, label in chosen)
+    r = post(http, url, "/v1/detect?fast=yes", png(frame), "image/png")
+    assert r.status_code == 400 and "fast must be 0 or 1" in r.json()["error"]
+
+
 # -- the live stream (a generated clip; the browser test uses the bundled one) ----------
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, digits):
