@@ -59,12 +59,17 @@ class Detection:
 
 
 _new = object.__new__
+_set = object.__setattr__
 
 
 def _prediction(digit: int, score: float, scores: np.ndarray, is_digit: bool, reject_score: float) -> Prediction:
-    """Prediction(...) without the frozen dataclass's per-field ``object.__setattr__`` calls."""
+    """Prediction(...) with one attribute write instead of the frozen dataclass's five."""
     p = _new(Prediction)
-    p.__dict__.update(digit=digit, score=score, scores=scores, is_digit=is_digit, reject_score=reject_score)
+    _set(
+        p,
+        "__dict__",
+        {"digit": digit, "score": score, "scores": scores, "is_digit": is_digit, "reject_score": reject_score},
+    )
     return p
 
 
@@ -222,11 +227,6 @@ class DigitRecognizer:
             if not one:
                 self._pool.put(slot)
 
-    def _prediction(self, values: list[float], scores: np.ndarray) -> Prediction:
-        d = max(range(10), key=values.__getitem__)  # the first of equal maxima, as argmax
-        r = values[10] if self.has_reject_class else 0.0
-        return _prediction(d, values[d], scores, r <= values[d], r)
-
     def _predictions(self, raw: np.ndarray, n: int) -> list[Prediction]:
         """The raw output of ``n`` crops -> predictions.
 
@@ -234,23 +234,26 @@ class DigitRecognizer:
         which runs cache-warm where numpy calls just after an invoke do not (5-10 us
         each). ``scores`` are read-only: they are backed by bytes.
         """
+        c = self._classes
         table = self._out_table
         if table is None:
-            probs = self.model.output.dequantize(raw).reshape(n, self._classes)
+            probs = self.model.output.dequantize(raw).reshape(n, c)
             probs.flags.writeable = False
-            return [self._prediction(v, p) for v, p in zip(probs.tolist(), probs)]
-        codes = raw.tobytes()
-        enc = self._out_bytes
-        if n == 1:
-            return [
-                self._prediction(
-                    [table[b] for b in codes], np.frombuffer(b"".join([enc[b] for b in codes]), np.float32)
-                )
-            ]
-        c = self._classes
-        values = [table[b] for b in codes]
-        probs = np.frombuffer(b"".join([enc[b] for b in codes]), np.float32).reshape(n, c)
-        return [self._prediction(values[k * c : k * c + c], p) for k, p in enumerate(probs)]
+            flat = probs.ravel().tolist()
+            rows = list(probs)
+        else:
+            codes = raw.tobytes()
+            flat = list(map(table.__getitem__, codes))
+            scores = np.frombuffer(b"".join(map(self._out_bytes.__getitem__, codes)), np.float32)
+            rows = [scores] if n == 1 else list(scores.reshape(n, c))
+        reject = self.has_reject_class
+        out = []
+        for k in range(n):
+            values = flat[k * c : k * c + c]
+            top = max(values[:10])
+            r = values[10] if reject else 0.0
+            out.append(_prediction(values.index(top), top, rows[k], r <= top, r))  # index: the first maximum, as argmax
+        return out
 
     def classify(self, image: np.ndarray) -> Prediction:
         """Classifies one crop of a single digit.
