@@ -333,7 +333,18 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
 def _own(labels: np.ndarray, box: tuple[int, int, int, int], members: tuple[int, ...]) -> np.ndarray:
     """The pixels of a candidate's own components within its box (others masked out)."""
     x, y, w, h = box
-    return np.isin(labels[y : y + h, x : x + w], members)
+    return _member(labels[y : y + h, x : x + w], members)
+
+
+def _member(roi: np.ndarray, ids: tuple[int, ...] | list[int]) -> np.ndarray:
+    """``np.isin(roi, ids)`` for a few label ids: one comparison per id, which on a
+    small box is several times quicker than ``np.isin``'s sorting."""
+    if not ids or len(ids) > 4:
+        return np.isin(roi, ids)
+    out = roi == ids[0]
+    for i in ids[1:]:
+        out |= roi == i
+    return out
 
 
 def _thin(box: tuple[int, int, int, int]) -> bool:
@@ -372,7 +383,7 @@ def _cut_from_structure(c: _Candidate, labels: np.ndarray, before_erasure: np.nd
     x, y, w, h = c.box
     own = _own(labels, c.box, c.labels)
     n = np.count_nonzero(own)
-    was_structure = np.isin(before_erasure[y : y + h, x : x + w], structures)
+    was_structure = _member(before_erasure[y : y + h, x : x + w], structures)
     return bool(n > 0 and np.count_nonzero(was_structure & own) >= 0.8 * n)
 
 
