@@ -77,7 +77,8 @@ def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
     paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     # The close can dip below a pixel's value at tile edges: take the max so contrast >= 0.
     paper = cv2.max(paper, gray)
-    return cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, float(floor)), scale=255)
+    floored = cv2.max(paper, float(floor))  # type: ignore[call-overload]  # a scalar operand; the stubs omit it
+    return cv2.divide(cv2.subtract(paper, gray), floored, scale=255)
 
 
 def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
