@@ -371,7 +371,7 @@ def section_detect(ctx: Context) -> dict[str, Any]:
 
     base = Subject("detect-baseline", run_baseline, len(frames), block=1, clock=ctx.clock)
     dets = {k: Subject(k, runner(k), len(frames), block=1, clock=ctx.clock) for k in pipelines}
-    rounds = max(2, ctx.rounds // 3)
+    rounds = ctx.rounds
     say(f"detect: {len(frames)} frames ({sum(len(t) for t in truths)} digits) x {rounds} interleaved rounds")
     import cv2
 
