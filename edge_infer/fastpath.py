@@ -7,8 +7,8 @@ batched invoke per frame and the model's "not a digit" class:
 1. the frame is shrunk so the smallest digit is about 8 px tall, and made gray;
 2. polarity as in the full pipeline (strong small dark features against light ones);
 3. an adaptive mean threshold gives the ink, outer contours the marks;
-4. marks of digit size, shape and ink fill are laid out MNIST-style from the mask
-   and classified in one batch; words are dropped by the same rule as the full
+4. marks of digit size, shape and ink fill are laid out MNIST-style (their gray
+   levels under the mask) and classified in one batch; words are dropped by the same rule as the full
    pipeline (:func:`edge_infer.vision._reject_text`).
 
 What it gives up, against the full pipeline (:mod:`edge_infer.segment`): no
@@ -34,10 +34,11 @@ _WORK_MIN_H = 8  # the smallest digit's height in the shrunken frame, pixels
 _MAX_ASPECT = 2.0  # widest digit box, as a multiple of its height (a wide handwritten 2)
 _FILL = (0.1, 0.75)  # ink share of a digit's box
 _OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the local mean
+_K3 = np.ones((3, 3), np.uint8)
 
 
 def _layout(mask: np.ndarray, out: np.ndarray) -> None:
-    """Binary mask of one mark -> ``out`` (28x28 uint8, zeros): longest side 20 px,
+    """Ink of one mark (uint8, 0 = none) -> ``out`` (28x28 uint8, zeros): longest side 20 px,
     centre of mass in the middle (as :func:`edge_infer.preprocess.center_of_mass_place`)."""
     import cv2
 
@@ -128,8 +129,17 @@ def detect_fast(
     if not cands:
         return []
     crops = np.zeros((len(cands), MNIST_SIZE, MNIST_SIZE), np.uint8)
+    # Gray levels, not the bare mask: MNIST strokes have soft edges. In each box, the
+    # darkest ink maps to 255 and the paper (the box outside the mask) to 0, kept on
+    # the mask grown by a pixel.
+    src = frame if dark else cv2.bitwise_not(frame)
     for crop, (x, y, w, h) in zip(crops, cands):
-        _layout(ink[y : y + h, x : x + w], crop)
+        g, m = src[y : y + h, x : x + w], ink[y : y + h, x : x + w]
+        darkest = cv2.minMaxLoc(g, m)[0]
+        paper = cv2.mean(g, cv2.bitwise_not(m))[0]
+        span = max(1.0, paper - darkest)
+        soft = cv2.convertScaleAbs(g, alpha=-255.0 / span, beta=255.0 * paper / span)
+        _layout(cv2.bitwise_and(soft, cv2.dilate(m, _K3)), crop)
     t2 = time.perf_counter()
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
