@@ -34,7 +34,6 @@ _WORK_MIN_H = 8  # the smallest digit's height in the shrunken frame, pixels
 _MAX_ASPECT = 2.0  # widest digit box, as a multiple of its height (a wide handwritten 2)
 _FILL = (0.1, 0.75)  # ink share of a digit's box
 _OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the local mean
-_K3 = np.ones((3, 3), np.uint8)
 
 
 def _layout(mask: np.ndarray, out: np.ndarray) -> None:
@@ -129,17 +128,15 @@ def detect_fast(
     if not cands:
         return []
     crops = np.zeros((len(cands), MNIST_SIZE, MNIST_SIZE), np.uint8)
-    # Gray levels, not the bare mask: MNIST strokes have soft edges. In each box, the
-    # darkest ink maps to 255 and the paper (the box outside the mask) to 0, kept on
-    # the mask grown by a pixel.
+    # Gray levels, not the bare mask: MNIST strokes have soft edges. In each box the
+    # darkest pixel maps to 255 and the lightest (paper) to 0, kept on the mask.
     src = frame if dark else cv2.bitwise_not(frame)
     for crop, (x, y, w, h) in zip(crops, cands):
-        g, m = src[y : y + h, x : x + w], ink[y : y + h, x : x + w]
-        darkest = cv2.minMaxLoc(g, m)[0]
-        paper = cv2.mean(g, cv2.bitwise_not(m))[0]
+        g = src[y : y + h, x : x + w]
+        darkest, paper, _, _ = cv2.minMaxLoc(g)
         span = max(1.0, paper - darkest)
         soft = cv2.convertScaleAbs(g, alpha=-255.0 / span, beta=255.0 * paper / span)
-        _layout(cv2.bitwise_and(soft, cv2.dilate(m, _K3)), crop)
+        _layout(cv2.bitwise_and(soft, ink[y : y + h, x : x + w]), crop)
     t2 = time.perf_counter()
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
