@@ -10,8 +10,9 @@ the median of the per-round ratios. Sections:
   of 1, 4, 12 and 32, and a batch whose size changes from call to call;
 * ``models``: int8 vs float, XNNPACK on (``cpu``) vs off (``cpu:noxnnpack``),
   1, 2 and 4 threads;
-* ``detect``: ``detect`` per 640x480 frame, split by stage, beside a plain
-  OpenCV pipeline (``bench/detect_baseline.py``), with recall and precision;
+* ``detect``: ``detect`` per 640x480 frame, the full and the fast pipeline
+  (``fast=True``), each split by stage, beside a plain OpenCV pipeline
+  (``bench/detect_baseline.py``), with the recall and precision of all three;
 * ``startup``: fresh processes: ``import edge_infer`` + load + first answer
   beside the raw runtime and beside TensorFlow + Keras (time and peak RSS).
 
