@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .preprocess import MNIST_BOX, MNIST_SIZE
+from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 from .segment import _dark_ink
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ _OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the loca
 
 def _layout(mask: np.ndarray, out: np.ndarray) -> None:
     """Ink of one mark (uint8, 0 = none) -> ``out`` (28x28 uint8, zeros): longest side 20 px,
-    centre of mass in the middle (as :func:`edge_infer.preprocess.center_of_mass_place`)."""
+    centre of mass in the middle (placed by :func:`edge_infer.preprocess.center_of_mass_place`)."""
     import cv2
 
     h, w = mask.shape
@@ -47,15 +47,8 @@ def _layout(mask: np.ndarray, out: np.ndarray) -> None:
         mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
     )
     m = cv2.moments(small)
-    if not m["m00"]:
-        return
-    top = round((MNIST_SIZE - 1) / 2 - m["m01"] / m["m00"])
-    left = round((MNIST_SIZE - 1) / 2 - m["m10"] / m["m00"])
-    sh, sw = small.shape
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + sh, MNIST_SIZE), min(left + sw, MNIST_SIZE)
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
+    if m["m00"]:
+        out[:] = center_of_mass_place(small, MNIST_SIZE, centre=(m["m01"] / m["m00"], m["m10"] / m["m00"]))
 
 
 def detect_fast(
@@ -76,8 +69,7 @@ def detect_fast(
     """
     import cv2
 
-    from .recognizer import Detection
-    from .vision import _reject_lowercase, _reject_text
+    from .vision import _accept
 
     t0 = time.perf_counter()
     frame = gray_or_bgr
@@ -150,21 +142,7 @@ def detect_fast(
         near = (overlap >= 0.5 * np.minimum(c[..., 3], m[..., 3])) & (gap <= 0.6 * np.maximum(c[..., 3], m[..., 3]))
         near = near.any(axis=1)
         line = [marks[i] for i in np.flatnonzero(near).tolist()]
-    ok = [p.is_digit and p.score >= min_score for p in preds] + [False] * len(line)
-    if rec.has_reject_class:
-        ok = _reject_text(cands + line, ok, [not p.is_digit for p in preds] + [True] * len(line))
-    else:
-        ok = _reject_lowercase(cands + line, ok)
-    inv = 1.0 / s
-    dets = [
-        Detection(
-            (round(x * inv), round(y * inv), max(1, round(w * inv)), max(1, round(h * inv))),
-            p.digit,
-            p.score,
-        )
-        for (x, y, w, h), p, good in zip(cands, preds, ok)
-        if good
-    ]
+    dets = _accept(rec, cands, line, preds, min_score, s)
     stages["prepare"] = t2 - t1 + time.perf_counter() - t3
     stages["infer"] = t3 - t2
     return dets

@@ -46,7 +46,7 @@ from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 from .segment import _Candidate, _contrast, _gray, _own, _segment
 
 if TYPE_CHECKING:
-    from .recognizer import Detection, DigitRecognizer
+    from .recognizer import Detection, DigitRecognizer, Prediction
 
 __all__ = ["Number", "detect", "group_numbers", "read_numbers"]
 
@@ -311,6 +311,40 @@ def _reject_lowercase(boxes: list[tuple[int, int, int, int]], ok: list[bool]) ->
     return ok
 
 
+def _accept(
+    rec: DigitRecognizer,
+    boxes: list[tuple[int, int, int, int]],
+    marks: list[tuple[int, int, int, int]],
+    preds: list[Prediction],
+    min_score: float,
+    scale: float,
+    readable: list[bool] | None = None,
+) -> list[Detection]:
+    """Candidates read as digits, less those in words, as detections in frame pixels.
+
+    ``boxes`` are the candidates' (working-image pixels, one prediction each),
+    ``marks`` the other letter-sized marks; ``scale`` is working size over frame size;
+    ``readable`` marks candidates whose crop has ink (all, when None). Shared by the
+    full and the fast pipeline.
+    """
+    from .recognizer import Detection
+
+    ok = [p.is_digit and p.score >= min_score for p in preds]
+    if readable is not None:
+        ok = [a and b for a, b in zip(ok, readable)]
+    ok += [False] * len(marks)
+    if rec.has_reject_class:
+        ok = _reject_text(boxes + marks, ok, [not p.is_digit for p in preds] + [True] * len(marks))
+    else:  # no "not a digit" answer: letters are told by their shape (x-height) instead
+        ok = _reject_lowercase(boxes + marks, ok)
+    inv = 1.0 / scale
+    return [
+        Detection((round(x * inv), round(y * inv), max(1, round(w * inv)), max(1, round(h * inv))), p.digit, p.score)
+        for (x, y, w, h), p, good in zip(boxes, preds, ok)
+        if good
+    ]
+
+
 def _reading_order(dets: list[_Boxed]) -> list[_Boxed]:
     """Things with a ``box``, top to bottom by text line, then left to right."""
     if not dets:
@@ -374,7 +408,6 @@ def detect(
         ValueError: Wrong dtype, rank or channel count (e.g. a 4-D batch), or a
             bad option.
     """
-    from .recognizer import Detection
 
     t0 = time.perf_counter()
     frame = _check_frame(frame)
@@ -431,28 +464,7 @@ def detect(
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
     stages["prepare"], stages["infer"] = t2 - t1, t3 - t2
-    ok = [p.is_digit and p.score >= min_score and bool(crop.any()) for p, crop in zip(preds, crops)]
-    ok += [False] * len(marks)
-    boxes = [c.box for c in cands] + marks
-    if rec.has_reject_class:
-        ok = _reject_text(boxes, ok, [not p.is_digit for p in preds] + [True] * len(marks))
-    else:  # no "not a digit" answer: letters are told by their shape (x-height) instead
-        ok = _reject_lowercase(boxes, ok)
-    inv = 1.0 / scale
-    dets = [
-        Detection(
-            (
-                int(round(c.box[0] * inv)),
-                int(round(c.box[1] * inv)),
-                max(1, int(round(c.box[2] * inv))),
-                max(1, int(round(c.box[3] * inv))),
-            ),
-            p.digit,
-            p.score,
-        )
-        for c, p, good in zip(cands, preds, ok)
-        if good
-    ]
+    dets = _accept(rec, [c.box for c in cands], marks, preds, min_score, scale, [bool(c.any()) for c in crops])
     dets = _reading_order(dets)
     if timings is not None:
         stages["prepare"] += time.perf_counter() - t3
