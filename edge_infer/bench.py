@@ -404,7 +404,7 @@ def section_detect(ctx: Context) -> dict[str, Any]:
                 **{k: quality[key][k] for k in ("recall", "precision")},
             )
         )
-        figure = rows[-1]["value"]
+        head = rows[-1]
         for k, v in stages[key].items():  # timings are wall time: shares of it, applied to the figure above
             v = v[-rounds:]  # the warm-up pass is not a sample
             share = float(np.median(np.array(v) / np.array(det.wall)))
@@ -412,9 +412,9 @@ def section_detect(ctx: Context) -> dict[str, Any]:
                 {
                     "label": f"  stage {k} (share of wall time)",
                     "key": f"{key}:{k}",
-                    "value": share * figure,
+                    "value": share * head["value"],
                     "unit": "us/frame",
-                    "clock": rows[-1]["clock"] if "clock" in rows[-1] else det.clock,
+                    "clock": head["clock"],
                     "share": share,
                     "wall": float(np.median(v)) * 1e6,
                 }

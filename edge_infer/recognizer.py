@@ -185,13 +185,12 @@ class DigitRecognizer:
         self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in self._slots:
             self._pool.put(slot)
-        self._models = models
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
         """Frees the interpreters. Safe to call more than once."""
-        for m in self._models:
-            m.close()
+        for slot in self._slots:
+            slot.model.close()
 
     def __enter__(self) -> DigitRecognizer:
         return self
