@@ -118,23 +118,6 @@ def test_big_frames_keep_boxes_in_frame_pixels(rec, clear_digits):
     assert abs(found[0].box[1] - 3 * y) <= 12 and abs(found[0].box[3] - 3 * h) <= 16
 
 
-def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch):
-    calls = []
-    real = rec.classify_batch
-
-    def spy(crops):
-        calls.append(np.asarray(crops).shape)
-        return real(crops)
-
-    monkeypatch.setattr(rec, "classify_batch", spy)
-    t: dict[str, float] = {}
-    found = detect(rec, scenes[3].frame, fast=True, timings=t)
-    assert len(calls) == 1 and calls[0][1:] == (28, 28) and calls[0][0] >= len(found) > 0
-    assert set(t) == {"segment", "prepare", "infer"} and all(v >= 0 for v in t.values())
-    calls.clear()
-    assert detect(rec, paper(), fast=True) == [] and calls == []
-
-
 def test_fast_must_be_a_bool(rec):
     with pytest.raises(TypeError, match="fast must be True or False"):
         detect(rec, paper(64, 64), fast="yes")

@@ -276,7 +276,8 @@ def test_bad_options_raise(rec):
 # --------------------------------------------------------------------------- speed and structure
 
 
-def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch):
+@pytest.mark.parametrize("fast", [False, True], ids=["full", "fast"])
+def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch, fast):
     calls = []
     real = rec.classify_batch
 
@@ -286,11 +287,11 @@ def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch):
 
     monkeypatch.setattr(rec, "classify_batch", spy)
     t: dict[str, float] = {}
-    dets = detect(rec, scenes[3].frame, timings=t)
+    dets = detect(rec, scenes[3].frame, fast=fast, timings=t)
     assert len(calls) == 1 and calls[0][1:] == (28, 28) and calls[0][0] >= len(dets) > 0
     assert set(t) == {"segment", "prepare", "infer"} and all(v >= 0 for v in t.values())
     calls.clear()
-    assert detect(rec, _paper()) == [] and calls == []  # nothing found: no invoke at all
+    assert detect(rec, _paper(), fast=fast) == [] and calls == []  # nothing found: no invoke at all
 
 
 def test_recognizer_methods_delegate_here(rec, scenes):
