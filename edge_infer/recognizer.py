@@ -6,7 +6,7 @@ import logging
 import os
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -20,9 +20,8 @@ __all__ = ["Detection", "DigitRecognizer", "Prediction"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Prediction:
-    """The answer for one digit crop.
+    """The answer for one digit crop (read-only; compared without ``scores``).
 
     Attributes:
         digit: The most likely digit, 0-9 (the best digit even when the crop
@@ -30,17 +29,79 @@ class Prediction:
         score: Its probability.
         scores: All class probabilities (read-only float32 array): 10 for a
             digits-only model, 11 when the model has a "not a digit" class
-            (the shipped model does; index 10).
+            (the shipped model does; index 10). Built on first access.
         is_digit: False when the model's "not a digit" class wins (always True
             for a digits-only model).
         reject_score: The probability of "not a digit" (0.0 for a digits-only model).
     """
 
-    digit: int
-    score: float
-    scores: np.ndarray = field(repr=False, compare=False)
-    is_digit: bool = True
-    reject_score: float = 0.0
+    # All fields in one tuple: a prediction is made per digit, just after an invoke,
+    # and one slot write costs a fraction of five.
+    __slots__ = ("_fields", "_scores")
+    _fields: tuple[int, float, bool, float, list[float]]  # digit, score, is_digit, reject_score, scores
+    _scores: np.ndarray  # unset until scores is first read
+
+    def __init__(
+        self,
+        digit: int,
+        score: float,
+        scores: Sequence[float] | np.ndarray,
+        is_digit: bool = True,
+        reject_score: float = 0.0,
+    ) -> None:
+        values = [float(v) for v in np.asarray(scores, np.float32).ravel()]
+        _set(self, "_fields", (digit, score, is_digit, reject_score, values))
+
+    @property
+    def digit(self) -> int:
+        return self._fields[0]
+
+    @property
+    def score(self) -> float:
+        return self._fields[1]
+
+    @property
+    def is_digit(self) -> bool:
+        return self._fields[2]
+
+    @property
+    def reject_score(self) -> float:
+        return self._fields[3]
+
+    @property
+    def scores(self) -> np.ndarray:
+        try:
+            return self._scores
+        except AttributeError:  # first read; two threads may both build it, harmlessly
+            s = np.array(self._fields[4], np.float32)
+            s.flags.writeable = False
+            _set(self, "_scores", s)
+            return s
+
+    def __eq__(self, other: object) -> bool:
+        return self._fields[:4] == other._fields[:4] if type(other) is Prediction else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._fields[:4])
+
+    def __repr__(self) -> str:
+        d, s, ok, r = self._fields[:4]
+        return f"Prediction(digit={d!r}, score={s!r}, is_digit={ok!r}, reject_score={r!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"Prediction is read-only: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"Prediction is read-only: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        d, s, ok, r, values = self._fields
+        return (Prediction, (d, s, values, ok, r))
+
+
+_new = object.__new__
+_set = object.__setattr__
+_put_fields = Prediction.__dict__["_fields"].__set__  # the slot's own setter
 
 
 @dataclass(frozen=True)
@@ -58,32 +119,26 @@ class Detection:
     score: float
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _prediction(digit: int, score: float, scores: np.ndarray, is_digit: bool, reject_score: float) -> Prediction:
-    """Prediction(...) with one attribute write instead of the frozen dataclass's five."""
-    p = _new(Prediction)
-    _set(
-        p,
-        "__dict__",
-        {"digit": digit, "score": score, "scores": scores, "is_digit": is_digit, "reject_score": reject_score},
-    )
-    return p
-
-
 class _Slot:
-    """One interpreter, its lock, and its batch-1 input buffer (used under the lock)."""
+    """One interpreter, its lock, and its input buffer (used under the lock).
 
-    __slots__ = ("model", "lock", "buffer", "pixels")
+    The buffer holds the last batch size's input; its memory is a bytearray, so
+    8-bit pixels go in with one ``bytes.translate`` (see DigitRecognizer._invoke).
+    """
+
+    __slots__ = ("model", "lock", "dtype", "item_shape", "n", "data", "buffer")
 
     def __init__(self, model: Model, dtype: np.dtype, item_shape: tuple[int, ...]) -> None:
         self.model = model
         self.lock = threading.Lock()
-        self.buffer = np.zeros((1, *item_shape), dtype)
-        # the buffer as a (28, 28) image of the input's dtype, to write pixels into
-        self.pixels = self.buffer.reshape(MNIST_SIZE, MNIST_SIZE)
+        self.dtype = dtype
+        self.item_shape = item_shape
+        self.resize(1)
+
+    def resize(self, n: int) -> None:
+        self.n = n
+        self.data = bytearray(n * MNIST_SIZE * MNIST_SIZE * self.dtype.itemsize)
+        self.buffer = np.frombuffer(self.data, self.dtype).reshape((n, *self.item_shape))
 
 
 class DigitRecognizer:
@@ -166,21 +221,15 @@ class DigitRecognizer:
         # uint8 pixel -> model input value, computed once (0..255 maps to [0, 1]).
         levels = np.arange(256, dtype=np.float32) / 255.0
         self._lut = spec.quantize(levels) if spec.quantized else levels.astype(spec.dtype)
-        # The usual int8 input (scale 1/255, zero point -128) is the pixel minus 128:
-        # a flip of the top bit, much cheaper than a table look-up.
-        self._xor128 = spec.dtype == np.int8 and np.array_equal(
-            self._lut.view(np.uint8), np.arange(256, dtype=np.uint8) ^ 128
-        )
-        # Raw output byte -> probability, for 8-bit outputs, as Python floats and as
-        # float32 bytes: turning a few raw bytes into predictions then takes plain
-        # Python, which (unlike numpy calls just after an invoke) runs cache-warm.
+        # For 8-bit inputs, the same look-up as a bytes.translate table.
+        self._translate = self._lut.view(np.uint8).tobytes() if self._lut.dtype.itemsize == 1 else None
+        # Raw output byte -> probability, for 8-bit outputs, as Python floats: turning
+        # a few raw bytes into predictions then takes plain Python, which (unlike
+        # numpy calls just after an invoke) runs cache-warm.
         out = self.model.output
         self._out_table: list[float] | None = None
-        self._out_bytes: list[bytes] = []
         if out.dtype.itemsize == 1:
-            table = out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype))
-            self._out_table = table.tolist()
-            self._out_bytes = [v.tobytes() for v in table]
+            self._out_table = out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype)).tolist()
         self._slots = [_Slot(m, self._lut.dtype, self._item_shape) for m in models]
         self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in self._slots:
@@ -199,29 +248,25 @@ class DigitRecognizer:
         self.close()
 
     # -- classification ----------------------------------------------------
-    def _to_input(self, mnist: np.ndarray, out: np.ndarray) -> None:
-        """uint8 pixels -> the model's input values, written into ``out`` (same shape)."""
-        if self._xor128:
-            np.bitwise_xor(mnist, np.uint8(128), out=out.view(np.uint8))
-        else:
-            np.take(self._lut, mnist, out=out)
-
     def _invoke(self, mnist: np.ndarray) -> np.ndarray:
         """A (28, 28) or (N, 28, 28) uint8 array -> the raw output, one invoke.
 
-        A single digit goes through the slot's preallocated buffer: after an invoke
-        every numpy call runs cache-cold, so the fewer the better.
+        The pixels go into the slot's buffer with ``bytes.translate`` for 8-bit
+        inputs (the usual int8 input is the pixel minus 128): numpy calls just after
+        an invoke run cache-cold (5-10 us each), plain CPython calls much less so.
         """
+        n = 1 if mnist.ndim == 2 else mnist.shape[0]
         one = len(self._slots) == 1
         slot = self._slots[0] if one else self._pool.get()  # one interpreter: no pool hop
         try:
             with slot.lock:
-                if mnist.ndim == 2:
-                    self._to_input(mnist, slot.pixels)
-                    return slot.model.invoke(slot.buffer)
-                x = np.empty((mnist.shape[0], *self._item_shape), self._lut.dtype)
-                self._to_input(mnist, x.reshape(mnist.shape))
-                return slot.model.invoke(x)
+                if slot.n != n:
+                    slot.resize(n)
+                if self._translate is not None:
+                    slot.data[:] = mnist.tobytes().translate(self._translate)
+                else:
+                    np.take(self._lut, mnist, out=slot.buffer.reshape(mnist.shape))
+                return slot.model.invoke(slot.buffer)
         finally:
             if not one:
                 self._pool.put(slot)
@@ -229,29 +274,25 @@ class DigitRecognizer:
     def _predictions(self, raw: np.ndarray, n: int) -> list[Prediction]:
         """The raw output of ``n`` crops -> predictions.
 
-        For 8-bit outputs: one ``tobytes``, then table look-ups in plain Python,
-        which runs cache-warm where numpy calls just after an invoke do not (5-10 us
-        each). ``scores`` are read-only: they are backed by bytes.
+        For 8-bit outputs: one ``tobytes`` and table look-ups in plain Python.
+        ``scores`` arrays are built only when asked for.
         """
         c = self._classes
         table = self._out_table
         if table is None:
-            probs = self.model.output.dequantize(raw).reshape(n, c)
-            probs.flags.writeable = False
-            flat = probs.ravel().tolist()
-            rows = list(probs)
+            flat = self.model.output.dequantize(raw).ravel().tolist()
         else:
-            codes = raw.tobytes()
-            flat = list(map(table.__getitem__, codes))
-            scores = np.frombuffer(b"".join(map(self._out_bytes.__getitem__, codes)), np.float32)
-            rows = [scores] if n == 1 else list(scores.reshape(n, c))
+            flat = list(map(table.__getitem__, raw.tobytes()))
         reject = self.has_reject_class
+        new, put = _new, _put_fields
         out = []
-        for k in range(n):
-            values = flat[k * c : k * c + c]
-            top = max(values[:10])
-            r = values[10] if reject else 0.0
-            out.append(_prediction(values.index(top), top, rows[k], r <= top, r))  # index: the first maximum, as argmax
+        for o in range(0, n * c, c):
+            top = max(flat[o : o + 10])
+            digit = flat.index(top, o, o + 10) - o  # index: the first maximum, as argmax
+            r = flat[o + 10] if reject else 0.0
+            p = new(Prediction)  # no __init__: the values are already floats
+            put(p, (digit, top, r <= top, r, flat[o : o + c]))
+            out.append(p)
         return out
 
     def classify(self, image: np.ndarray) -> Prediction:

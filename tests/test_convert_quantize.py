@@ -141,3 +141,39 @@ def test_saved_model_export(small_model, tmp_path):
     y = fn(image=tf.zeros([3, 28, 28, 1]))["probs"].numpy()
     assert y.shape == (3, 11) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["sm"]
+
+
+@pytest.fixture(scope="module")
+def briefly_trained(mnist):
+    """A small model trained for one short epoch: its answers depend on the pixels."""
+    import keras
+
+    from convert.train import build_model
+
+    keras.utils.set_random_seed(1)
+    model = build_model(width=0.25)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(mnist.x_train[:2048, :, :, None] / np.float32(255.0), mnist.y_train[:2048], batch_size=64, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["float", "int8", "uint8"])
+def test_recognizer_reads_float_int8_and_uint8_models_as_the_model_does(kind, briefly_trained, mnist, tmp_path):
+    """DigitRecognizer's input look-up and output tables match Model.run on each input type."""
+    from convert.quantize import to_float_tflite, to_int8_tflite
+    from edge_infer import DigitRecognizer, load_model
+
+    model = briefly_trained
+    content = to_float_tflite(model) if kind == "float" else to_int8_tflite(model, mnist.x_train[:64], io=kind)
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(content)
+    x = mnist.x_test[:12]
+    with load_model(path, delegate="cpu") as m:
+        expected = np.concatenate([m.run(im[None, :, :, None] / np.float32(255.0)) for im in x])
+    with DigitRecognizer(path, delegate="cpu") as rec:
+        batch = rec.classify_batch(x)
+        single = [rec.classify(im) for im in x]
+    assert batch == single
+    np.testing.assert_array_equal(np.stack([p.scores for p in batch]), expected)
+    assert [p.digit for p in batch] == list(np.argmax(expected[:, :10], axis=1))
+    assert len({p.scores.tobytes() for p in batch}) >= 10, "the answers should depend on the pixels"

@@ -38,6 +38,24 @@ def test_classify_returns_a_prediction(rec, mnist_test):
     assert not p.scores.flags.writeable
 
 
+def test_prediction_is_read_only_comparable_and_picklable(rec, mnist_test):
+    import pickle
+    from dataclasses import FrozenInstanceError
+
+    p = rec.classify(mnist_test[0][0])
+    with pytest.raises(FrozenInstanceError, match="read-only"):
+        p.digit = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match="read-only"):
+        p.scores[0] = 1.0
+    q = pickle.loads(pickle.dumps(p))
+    assert q == p and hash(q) == hash(p) and np.array_equal(q.scores, p.scores)
+    made = Prediction(p.digit, p.score, p.scores.tolist(), p.is_digit, p.reject_score)
+    assert made == p and repr(made) == repr(p) and made.scores.dtype == np.float32
+    assert Prediction(p.digit, p.score, np.zeros(11), p.is_digit, p.reject_score) == p  # scores are not compared
+    assert Prediction((p.digit + 1) % 10, p.score, p.scores, p.is_digit, p.reject_score) != p
+    assert f"digit={p.digit}" in repr(p) and "scores" not in repr(p)
+
+
 def test_classify_batch_equals_classify(rec, mnist_test):
     x, _ = mnist_test
     batch = rec.classify_batch(x[:12])
