@@ -368,3 +368,30 @@ def test_import_does_not_load_opencv():
     code = "import sys, edge_infer.vision, edge_infer.camera; print('cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pieces_join_the_mark_over_or_under_them_and_side_by_side_marks_stay_apart():
+    """segment._candidates: a detached top bar and a broken-off stroke join their digit;
+    a flat rule under a digit, a neighbouring digit and a small mark beside one do not."""
+    from edge_infer.segment import _candidates
+
+    mask = np.zeros((120, 380), np.uint8)
+
+    def body(x: int) -> None:  # an outlined digit-sized mark: x-2 to x+13, y 38 to 71
+        cv2.rectangle(mask, (x, 40), (x + 11, 69), 255, 3)
+
+    body(20)
+    cv2.rectangle(mask, (18, 31), (37, 34), 255, -1)  # a detached top bar, 3 px above ("5", "7")
+    body(100)
+    body(118)  # a second digit beside the first
+    body(180)
+    cv2.rectangle(mask, (176, 74), (197, 76), 255, -1)  # a flat rule 2 px under it
+    body(250)
+    cv2.rectangle(mask, (253, 74), (258, 83), 255, -1)  # a broken-off stroke 2 px under it
+    body(320)
+    cv2.rectangle(mask, (336, 50), (341, 59), 255, -1)  # a small mark 2 px beside it (a letter's dot)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    assert n == 1 + 10
+    cands, _ = _candidates(stats, labels, min_h=16, max_h=100)
+    pieces = sorted((c.box[0], len(c.labels)) for c in cands)
+    assert pieces == [(18, 2), (98, 1), (116, 1), (178, 1), (248, 2), (318, 1)]
