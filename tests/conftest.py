@@ -31,6 +31,27 @@ def mnist_test(mnist):
     return mnist.x_test, mnist.y_test
 
 
+TEST_SEED = 20_000  # scene seeds: development 0..9_999, benchmark 10_000.., tests 20_000..
+TEST_FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def rec():
+    """The shipped model's recogniser (one per test module)."""
+    from edge_infer import DigitRecognizer
+
+    with DigitRecognizer() as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
+def scenes(mnist_test):
+    """The test scene set: TEST_FRAMES generated camera frames from TEST_SEED on."""
+    from .scenes import make_scene
+
+    return [make_scene(TEST_SEED + i, mnist_test) for i in range(TEST_FRAMES)]
+
+
 @pytest.fixture(scope="session")
 def fake_delegate_lib(tmp_path_factory) -> Path:
     """tests/fixtures/fake_delegate.c built with the system C compiler."""

@@ -5,46 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_infer import DigitRecognizer
+from bench.detect_baseline import BaselineDetector, score
 from edge_infer.fastpath import _layout
 from edge_infer.preprocess import center_of_mass_place
 from edge_infer.vision import detect, read_numbers
 
 from .conftest import dejavu_text, paper, stamp_digit
-from .scenes import make_scene, match
+from .scenes import match
 
 cv2 = pytest.importorskip("cv2")
 
-TEST_SEED = 20_000  # the same test scenes as tests/test_vision.py
-TEST_FRAMES = 40
 # Floors just under what the shipped model and the fast pipeline measure on these 40
 # frames (recall 0.841, precision 0.956; the baseline pipeline: 0.668 and 0.591).
 MIN_RECALL, MIN_PRECISION = 0.82, 0.94
 
 
-@pytest.fixture(scope="module")
-def rec():
-    with DigitRecognizer() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def scenes(mnist_test):
-    return [make_scene(TEST_SEED + i, mnist_test) for i in range(TEST_FRAMES)]
-
-
 def _score(found_per_frame, scenes):
-    tp = fp = fn = 0
-    for found, sc in zip(found_per_frame, scenes):
-        r = match(found, sc.digits)
-        tp, fp, fn = tp + r.tp, fp + r.fp, fn + r.fn
-    return tp / (tp + fn), tp / (tp + fp)
+    """(recall, precision) over the scenes, counted as the benchmark counts them."""
+    r = score(found_per_frame, [sc.digits for sc in scenes])
+    return r["recall"], r["precision"]
 
 
 def test_scene_set_recall_and_precision_beat_the_baseline(rec, scenes):
     """The issue's condition for the speed target: recall and precision at least the
     benchmark's baseline pipeline's (adaptive threshold + contours + one invoke per crop)."""
-    from bench.detect_baseline import BaselineDetector
     from edge_infer.model import shipped_model_path
     from edge_infer.runtime import get_backend
 

@@ -11,12 +11,6 @@ from edge_infer import DigitRecognizer, ModelError, Prediction, read_manifest
 from .conftest import paper_digit
 
 
-@pytest.fixture(scope="module")
-def rec():
-    with DigitRecognizer() as r:
-        yield r
-
-
 def test_shipped_model_reproduces_manifest_accuracy_on_all_10000(rec, mnist_test):
     x, y = mnist_test
     preds = rec.classify_batch(x)

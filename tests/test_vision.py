@@ -12,32 +12,19 @@ from edge_infer import Detection, DigitRecognizer
 from edge_infer.preprocess import normalize_ink
 from edge_infer.vision import Number, _mnist_layout, _words, detect, group_numbers, read_numbers
 
-from .conftest import dejavu_text
+from .conftest import TEST_SEED, dejavu_text
 from .conftest import paper as _paper
 from .conftest import stamp_digit as _stamp
 from .scenes import make_scene, match
 
 cv2 = pytest.importorskip("cv2")
 
-TEST_SEED = 20_000  # the benchmark uses 10_000.., development 0..9_999
-TEST_FRAMES = 40
 # The targets, asserted with a small margin (40 frames give a coarse figure).
 TARGET_RECALL, TARGET_PRECISION = 0.97 - 0.01, 0.99 - 0.01
 # Floors just under what the shipped model and this pipeline measure on these 40 frames
 # (recall 0.978, precision 0.986, and 0.984 in frames without words or letters):
 # a regression guard.
 MIN_RECALL, MIN_PRECISION, MIN_PRECISION_WITHOUT_TEXT = 0.97, 0.98, 0.975
-
-
-@pytest.fixture(scope="module")
-def rec():
-    with DigitRecognizer() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def scenes(mnist_test):
-    return [make_scene(TEST_SEED + i, mnist_test) for i in range(TEST_FRAMES)]
 
 
 # --------------------------------------------------------------------------- the scene set
