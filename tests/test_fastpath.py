@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.detect_baseline import BaselineDetector, score
-from edge_infer.fastpath import _layout
+from edge_infer.fastpath import _layout, _threshold
 from edge_infer.preprocess import center_of_mass_place
 from edge_infer.vision import detect, read_numbers
 
@@ -127,3 +127,15 @@ def test_layout_is_the_reference_placement():
         assert np.array_equal(out, center_of_mass_place(small.astype(np.float32)).astype(np.uint8))
         ys, xs = np.nonzero(out)
         assert 17 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 21  # the longest side is 20 px
+
+
+def test_threshold_is_opencvs_adaptive_mean_threshold(scenes):
+    rng = np.random.default_rng(6)
+    grays = [cv2.cvtColor(s.frame, cv2.COLOR_BGR2GRAY) for s in scenes[:4]]
+    grays += [rng.integers(0, 256, (37, 53), dtype=np.uint8), np.full((9, 9), 200, np.uint8)]
+    for gray in grays:
+        for block in (7, 15, 31):
+            for dark, kind, offset in ((True, cv2.THRESH_BINARY_INV, 10), (False, cv2.THRESH_BINARY, -10)):
+                ref = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, offset)
+                assert np.array_equal(_threshold(gray, block, dark), ref), (gray.shape, block, dark)
+    assert 0 < np.count_nonzero(_threshold(grays[0], 15, True)) < grays[0].size // 2  # ink, not all or none
