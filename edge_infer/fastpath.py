@@ -133,7 +133,7 @@ def detect_fast(
     stages["segment"] = t1 - t0
     if not cands:
         return []
-    # (Before the invoke, while numpy's code is cache-warm.) The word rule looks at a digit's neighbours on its line: only marks beside a
+    # The word rule looks at a digit's neighbours on its line: only marks beside a
     # candidate (on its line, within a word's letter spacing) take part.
     line = marks
     if marks:
@@ -145,14 +145,16 @@ def detect_fast(
         line = [marks[i] for i in np.flatnonzero(near).tolist()]
     crops = np.zeros((len(cands), MNIST_SIZE, MNIST_SIZE), np.uint8)
     # Gray levels, not the bare mask: MNIST strokes have soft edges. In each box the
-    # darkest pixel maps to 255 and the lightest (paper) to 0, kept on the mask.
+    # darkest pixel maps to 255 and the lightest (paper) to 0, kept on the mask: off
+    # the mask the pixels are set to white once per frame, which every box's map
+    # sends to 0 or below (saturated to 0), so one call per box does map and mask.
     src = frame if dark else cv2.bitwise_not(frame)
+    masked = cv2.bitwise_or(src, cv2.bitwise_not(ink))
     for crop, (x, y, w, h) in zip(crops, cands):
-        g = src[y : y + h, x : x + w]
-        darkest, paper, _, _ = cv2.minMaxLoc(g)
+        darkest, paper, _, _ = cv2.minMaxLoc(src[y : y + h, x : x + w])
         span = max(1.0, paper - darkest)
-        soft = cv2.convertScaleAbs(g, alpha=-255.0 / span, beta=255.0 * paper / span)
-        _layout(cv2.bitwise_and(soft, ink[y : y + h, x : x + w], dst=soft), crop)
+        g = masked[y : y + h, x : x + w]
+        _layout(cv2.addWeighted(g, -255.0 / span, g, 0.0, 255.0 * paper / span), crop)
     t2 = time.perf_counter()
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
