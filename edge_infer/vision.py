@@ -201,23 +201,22 @@ def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> li
     for k, i in enumerate(order):
         x, y, w, h = boxes[i]
         r = reach[k]
-        placed = False
         still = []
-        for gi in open_:
+        for j, gi in enumerate(open_):
             lx, ly, lw, lh = last[gi]
             gap = x - lx - lw
             if gap > r and gap > gap_ratio * lh:
                 continue  # out of reach of this box and of every later one
-            still.append(gi)
-            if placed:
-                continue
             ref = h if h > lh else lh
             low = lh if h > lh else h
             if gap <= gap_ratio * ref and low >= 0.45 * ref and min(y + h, ly + lh) - max(y, ly) >= 0.5 * low:
                 groups[gi].append(i)
                 last[gi] = (x, y, w, h)
-                placed = True
-        if not placed:
+                still.append(gi)
+                still += open_[j + 1 :]  # placed: the rest stay open unchecked (closing only saves time)
+                break
+            still.append(gi)
+        else:
             still.append(len(groups))
             groups.append([i])
             last.append((x, y, w, h))
