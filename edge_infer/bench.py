@@ -527,6 +527,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs the benchmark; returns 0 (targets missed are reported, not an error)."""
     from .model import read_manifest, shipped_model_path
     from .runtime import get_backend
+    from .sysmem import keeps_freed_memory
 
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(only) - set(SECTIONS)
@@ -577,6 +578,7 @@ def run(args: argparse.Namespace) -> int:
             "rounds": rounds,
             "threads": args.threads,
             "delegate": "cpu",
+            "malloc_keeps_freed_memory": keeps_freed_memory(),
             "backend": f"{backend.name} {backend.version}",
             "model": str(model_path),
             "macs_per_digit": manifest.get("macs_per_digit"),

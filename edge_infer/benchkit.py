@@ -219,7 +219,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(
         f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores, load average "
         f"{m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}), {m['backend']}, {Path(m['model']).name} "
-        f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s)"
+        f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s), "
+        + ("malloc keeps freed memory" if m.get("malloc_keeps_freed_memory") else "malloc as the system set it")
     )
     print(
         "value = median over interleaved rounds; ratio = median of per-round ratios [quartiles]; "

@@ -170,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if args.command in _PLUGINS:  # frame loops: keep freed frame buffers rather than page-fault them back
+        from .sysmem import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except (BackendNotFoundError, DelegateUnavailableError) as e:
