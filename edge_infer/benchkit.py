@@ -164,12 +164,13 @@ def targets(sections: dict[str, Any], subjects: dict[str, Subject]) -> list[dict
         if key not in s:
             continue
         q, b = sections["detect"]["quality"][key], sections["detect"]["quality"]["baseline"]
-        r = paired(s[key], s["detect-baseline"])["ratio"]
+        base = s[{"detect": "detect-baseline", "detect-fast": "detect-baseline-fast"}[key]]
+        r = paired(s[key], base)["ratio"]
         good = q["recall"] >= b["recall"] and q["precision"] >= b["precision"]
         add(
             name,
             s[key].median * 1e6,
-            s["detect-baseline"].median * 1e6,
+            base.median * 1e6,
             r,
             r <= 0.6 and good,
             "us/frame",

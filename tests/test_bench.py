@@ -50,7 +50,7 @@ def test_quick_bench_writes_every_section(quick_run):
             if "baseline_key" in row:
                 assert row["ratio"] > 0 and row["q1"] <= row["ratio"] <= row["q3"], (name, row)
     detect = {row["key"] for row in result["sections"]["detect"].get("rows", [])}
-    assert not detect or {"detect-baseline", "detect", "detect-fast"} <= detect
+    assert not detect or {"detect-baseline", "detect", "detect-baseline-fast", "detect-fast"} <= detect
     batch = {row["key"] for row in result["sections"]["batch"]["rows"]}
     assert {f"raw@{n}" for n in (1, 4, 12, 32)} | {f"batch@{n}" for n in (1, 4, 12, 32)} <= batch
     assert {t["target"] for t in result["targets"]} == TARGETS
