@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_infer import DigitRecognizer  # noqa: E402
+from edge_infer.sysmem import keep_freed_memory  # noqa: E402
 from edge_infer.vision import detect  # noqa: E402
 from tests.scenes import make_scene, match  # noqa: E402
 
@@ -129,6 +130,7 @@ def main() -> int:
     ap.add_argument("--fast", action="store_true", help="measure detect(fast=True), the quick pipeline")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()
+    keep_freed_memory()  # a frame loop, as in `edge-infer camera` (EDGE_INFER_MALLOC=system opts out)
     t0 = time.perf_counter()
     r = run(args.frames, args.seed, args.model, args.min_score, args.fast)
     r["wall_seconds"] = round(time.perf_counter() - t0, 1)
