@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .preprocess import MNIST_BOX, MNIST_SIZE
+from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
 from .segment import _dark_ink
 
 if TYPE_CHECKING:
@@ -33,30 +33,23 @@ if TYPE_CHECKING:
 _WORK_MIN_H = 8  # the smallest digit's height in the shrunken frame, pixels
 _MAX_ASPECT = 2.0  # widest digit box, as a multiple of its height (a wide handwritten 2)
 _FILL = (0.1, 0.75)  # ink share of a digit's box
-_MID = (MNIST_SIZE - 1) / 2  # the centre of the 28x28 field
 _OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the local mean
 
 
 def _layout(mask: np.ndarray, out: np.ndarray) -> None:
     """Ink of one mark (uint8, 0 = none) -> ``out`` (28x28 uint8, zeros): longest side 20 px,
-    centre of mass in the middle (as :func:`edge_infer.preprocess.center_of_mass_place`,
-    written straight into ``out``)."""
+    centre of mass in the middle (placed by :func:`edge_infer.preprocess.center_of_mass_place`
+    straight into ``out``)."""
     import cv2
 
     h, w = mask.shape
     s = MNIST_BOX / max(h, w)
-    sw, sh = max(1, round(w * s)), max(1, round(h * s))
-    small = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    small = cv2.resize(
+        mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    )
     m = cv2.moments(small)
-    m00 = m["m00"]
-    if not m00:
-        return
-    top = int(round(_MID - m["m01"] / m00))
-    left = int(round(_MID - m["m10"] / m00))
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + sh, MNIST_SIZE), min(left + sw, MNIST_SIZE)
-    if y1 > y0 and x1 > x0:  # pixels shifted past the edge are dropped
-        out[y0:y1, x0:x1] = small[y0 - top : y1 - top, x0 - left : x1 - left]
+    if m["m00"]:
+        center_of_mass_place(small, centre=(m["m01"] / m["m00"], m["m10"] / m["m00"]), out=out)
 
 
 def _threshold(gray: np.ndarray, block: int, dark: bool) -> np.ndarray:

@@ -258,15 +258,21 @@ def resize_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def center_of_mass_place(
-    digit: np.ndarray, size: int = MNIST_SIZE, *, centre: tuple[float, float] | None = None
+    digit: np.ndarray,
+    size: int = MNIST_SIZE,
+    *,
+    centre: tuple[float, float] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Places a small float image in a ``size`` x ``size`` field, centre of mass at the centre.
+    """Places a small image in a ``size`` x ``size`` field, centre of mass at the centre.
 
     Pixels shifted past the edge are dropped (as MNIST's own centring does).
     ``centre`` is the image's centre of mass ``(cy, cx)`` when the caller already has
-    it (OpenCV's moments); otherwise it is computed here.
+    it (OpenCV's moments); otherwise it is computed here. The field is a new float32
+    array of zeros, or ``out`` (zeros, any dtype), which is written and returned.
     """
-    out = np.zeros((size, size), np.float32)
+    if out is None:
+        out = np.zeros((size, size), np.float32)
     h, w = digit.shape
     if centre is None:
         total = float(digit.sum())
