@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .benchkit import (
+    DETECT_BASELINES,
     ROOT,
     Subject,
     interleave,
@@ -377,10 +378,7 @@ def section_detect(ctx: Context) -> dict[str, Any]:
     # Each pipeline is timed in its own loop with its own run of the baseline: a third
     # subject in the loop (the full pipeline's 15-20 ms and megabytes of temporaries
     # between the other two) changes what the caches hold for the two compared.
-    bases = {
-        "detect": Subject("detect-baseline", run_baseline, len(frames), block=1, clock=ctx.clock),
-        "detect-fast": Subject("detect-baseline-fast", run_baseline, len(frames), block=1, clock=ctx.clock),
-    }
+    bases = {k: Subject(DETECT_BASELINES[k], run_baseline, len(frames), block=1, clock=ctx.clock) for k in pipelines}
     dets = {k: Subject(k, runner(k), len(frames), block=1, clock=ctx.clock) for k in pipelines}
     rounds = ctx.rounds
     say(
@@ -397,7 +395,7 @@ def section_detect(ctx: Context) -> dict[str, Any]:
     finally:
         cv2.setNumThreads(cv_threads)
     rec.close()
-    ctx.subjects.update({"detect-baseline": bases["detect"], "detect-baseline-fast": bases["detect-fast"], **dets})
+    ctx.subjects.update({b.key: b for b in bases.values()} | dets)
     rows = []
     labels = {"detect": "detect (full pipeline, all stages)", "detect-fast": "detect(fast=True) (all stages)"}
     beside = {"detect": "the full pipeline", "detect-fast": "the fast pipeline"}

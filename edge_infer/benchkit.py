@@ -26,6 +26,8 @@ TARGETS = {  # name: (limit, what is compared)
     "startup": (1.5, "import edge_infer + load + first answer vs raw LiteRT (CPU time, fresh process)"),
     "startup_rss": (60.0, "peak RSS of the edge_infer start-up, MB"),
 }
+# Each detect pipeline's subject key -> the key of the baseline run timed beside it.
+DETECT_BASELINES = {"detect": "detect-baseline", "detect-fast": "detect-baseline-fast"}
 
 
 def say(msg: str) -> None:
@@ -164,7 +166,7 @@ def targets(sections: dict[str, Any], subjects: dict[str, Subject]) -> list[dict
         if key not in s:
             continue
         q, b = sections["detect"]["quality"][key], sections["detect"]["quality"]["baseline"]
-        base = s[{"detect": "detect-baseline", "detect-fast": "detect-baseline-fast"}[key]]
+        base = s[DETECT_BASELINES[key]]
         r = paired(s[key], base)["ratio"]
         good = q["recall"] >= b["recall"] and q["precision"] >= b["precision"]
         add(
