@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.detect_baseline import BaselineDetector, score
-from edge_infer.fastpath import _layout, _threshold
+from edge_infer.fastpath import _crop_batch, _threshold
 from edge_infer.preprocess import center_of_mass_place
 from edge_infer.vision import detect, read_numbers
 
@@ -108,19 +108,35 @@ def test_fast_must_be_a_bool(rec):
     assert rec.detect(paper(64, 64), fast=True) == []  # the recogniser passes it through
 
 
-def test_layout_is_the_reference_placement():
+def test_crop_batch_is_the_reference_map_and_placement():
     rng = np.random.default_rng(5)
-    for _ in range(20):
-        mask = np.zeros((int(rng.integers(4, 90)), int(rng.integers(2, 90))), np.uint8)
-        p = rng.integers(0, mask.shape[::-1], (2, 2))
-        cv2.line(mask, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 255, int(rng.integers(1, 5)))
-        x, y, w, h = cv2.boundingRect(mask)
-        mask = mask[y : y + h, x : x + w]  # a mark's tight box, as the pipeline passes it
-        out = np.zeros((28, 28), np.uint8)
-        _layout(mask, out)
+    frame = np.full((240, 320), 200, np.uint8)
+    ink = np.zeros_like(frame)
+    boxes = []
+    for i in range(24):
+        # a stroke of random gray on random paper, in its own cell of the frame
+        cy, cx = divmod(i, 6)
+        cell = (slice(cy * 60, cy * 60 + 60), slice(cx * 53, cx * 53 + 53))
+        frame[cell] = rng.integers(120, 256)
+        mark = np.zeros((60, 53), np.uint8)
+        p = rng.integers(3, (50, 57), (2, 2))
+        cv2.line(mark, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 255, int(rng.integers(1, 5)))
+        frame[cell][mark > 0] = rng.integers(0, 110)
+        ink[cell] = mark
+        x, y, w, h = cv2.boundingRect(mark)
+        boxes.append((cx * 53 + x, cy * 60 + y, w, h))
+    masked = cv2.bitwise_or(frame, cv2.bitwise_not(ink))
+    got = _crop_batch(frame, masked, boxes)
+    assert got.shape == (24, 28, 28) and got.dtype == np.uint8
+    for out, (x, y, w, h) in zip(got, boxes):
+        box = frame[y : y + h, x : x + w]
+        paper, darkest = int(box.max()), int(box.min())
+        span = max(1, paper - darkest)
+        mapped = cv2.addWeighted(masked[y : y + h, x : x + w], -255 / span, box, 0, 255 * paper / span)
+        assert mapped.max() == 255 and mapped[ink[y : y + h, x : x + w] == 0].max() == 0  # darkest ink, no paper
         s = 20 / max(h, w)
         small = cv2.resize(
-            mask,
+            mapped,
             (max(1, round(w * s)), max(1, round(h * s))),
             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
         )
