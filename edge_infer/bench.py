@@ -194,7 +194,8 @@ def _find_float(ctx: Context) -> tuple[Path | None, str]:
     In order: ``--float-model`` (a ``.tflite``, or a ``.keras`` to convert); the newest
     ``digits_float.tflite`` under the checkout's ``runs/`` or ``out/``; the newest
     ``digits.keras`` there, converted by the conversion stage in a child process
-    when TensorFlow is installed (cached in ``bench/results/cache``).
+    when TensorFlow is installed (cached in ``bench/results/cache``); else the
+    checkout's float timing twin (:func:`_bundled_float`).
     """
     if ctx.float_model is not None:
         return ctx.float_model
@@ -220,11 +221,7 @@ def _find_float(ctx: Context) -> tuple[Path | None, str]:
             return ctx.float_model
         keras_file = newest("digits.keras")
     if keras_file is None:
-        ctx.float_model = (
-            None,
-            "no float model: pass --float-model PATH (digits_float.tflite or digits.keras "
-            "from `python -m convert all --out DIR`), or leave one under runs/ or out/",
-        )
+        ctx.float_model = _bundled_float(ctx)
     elif importlib.util.find_spec("tensorflow") is None or not (ROOT / "convert" / "quantize.py").is_file():
         ctx.float_model = (
             None,
@@ -261,6 +258,38 @@ def _find_float(ctx: Context) -> tuple[Path | None, str]:
     return ctx.float_model
 
 
+BUNDLED_FLOAT = ROOT / "bench" / "models" / "digits_float.tflite"
+
+
+def _graph(backend: Any, content: bytes) -> list[tuple[str, tuple[int, ...]]]:
+    """A model's ops in order, each with its first output's shape (dtypes left out)."""
+    interp = backend.new_interpreter(content, num_threads=1, xnnpack=False)
+    interp.allocate_tensors()
+    shapes = {d["index"]: tuple(int(v) for v in d["shape"]) for d in interp.get_tensor_details()}
+    return [(str(op["op_name"]), shapes.get(int(op["outputs"][0]), ())) for op in interp._get_ops_details()]
+
+
+def _bundled_float(ctx: Context) -> tuple[Path | None, str]:
+    """The checkout's float timing twin (``bench/models``), if its graph is the int8 model's.
+
+    Its weights come from a short training run, not the shipped model's: it times
+    the float kernels on the same ops and shapes, and reads no digits.
+    """
+    fix = (
+        "pass --float-model PATH (digits_float.tflite or digits.keras from "
+        "`python -m convert all --out DIR`), or leave one under runs/ or out/"
+    )
+    if not BUNDLED_FLOAT.is_file():
+        return None, f"no float model: {fix}"
+    try:
+        same = _graph(ctx.backend, BUNDLED_FLOAT.read_bytes()) == _graph(ctx.backend, ctx.content)
+    except (RuntimeError, ValueError, KeyError) as e:
+        return None, f"the float timing twin {BUNDLED_FLOAT} cannot be read ({e}): {fix}"
+    if not same:
+        return None, f"the float timing twin in bench/models has another graph than {ctx.model_path.name}: {fix}"
+    return BUNDLED_FLOAT, "bench/models/digits_float.tflite: the same graph, weights from a one-epoch run (timing only)"
+
+
 def _float_twin(float_path: Path, source: str) -> Path | None:
     """The int8 model from the same conversion run as the float one, if it sits beside it."""
     base = Path(source.split("converted from ", 1)[1]) if source.startswith("converted from ") else float_path
@@ -286,6 +315,7 @@ def section_models(ctx: Context) -> dict[str, Any]:
                 configs.append(("int8 (float's run)", twin.read_bytes(), xnn, 1))
         for xnn in (True, False):
             configs.append(("float", float_path.read_bytes(), xnn, 1))
+        info["notes"] = [f"float model: {why}"]
     else:
         info["notes"] = [f"float rows skipped: {why}"]
         say(f"models: float rows skipped: {why}")

@@ -51,6 +51,8 @@ def test_quick_bench_writes_every_section(quick_run):
                 assert row["ratio"] > 0 and row["q1"] <= row["ratio"] <= row["q3"], (name, row)
     detect = {row["key"] for row in result["sections"]["detect"].get("rows", [])}
     assert not detect or {"detect-baseline", "detect", "detect-baseline-fast", "detect-fast"} <= detect
+    models = {row["key"] for row in result["sections"]["models"]["rows"]}
+    assert {"float|xnnpack|1|1", "float|xnnpack|1|12"} <= models  # a checkout has the float timing twin
     batch = {row["key"] for row in result["sections"]["batch"]["rows"]}
     assert {f"raw@{n}" for n in (1, 4, 12, 32)} | {f"batch@{n}" for n in (1, 4, 12, 32)} <= batch
     assert {t["target"] for t in result["targets"]} == TARGETS
@@ -80,3 +82,20 @@ def test_bad_section_is_a_usage_error():
         timeout=300,
     )
     assert r.returncode == 2 and "unknown section" in r.stderr
+
+
+def test_float_timing_twin_is_used_only_with_the_int8_models_graph():
+    from types import SimpleNamespace
+
+    from edge_infer.bench import BUNDLED_FLOAT, _bundled_float
+    from edge_infer.model import shipped_model_path
+    from edge_infer.runtime import get_backend
+
+    shipped = shipped_model_path()
+    ctx = SimpleNamespace(backend=get_backend(), content=shipped.read_bytes(), model_path=shipped)
+    path, why = _bundled_float(ctx)
+    assert path == BUNDLED_FLOAT and "same graph" in why
+    other = ROOT / "tests" / "fixtures" / "digits10_int8.tflite"  # 10 classes: another output shape
+    ctx = SimpleNamespace(backend=get_backend(), content=other.read_bytes(), model_path=other)
+    path, why = _bundled_float(ctx)
+    assert path is None and "another graph than digits10_int8.tflite" in why and "--float-model" in why
