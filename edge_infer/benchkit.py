@@ -220,7 +220,9 @@ def print_report(result: dict[str, Any]) -> None:
     """The tables for people: every row, then the targets."""
     m = result["meta"]
     print(
-        f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores, load average "
+        f"\nedge-infer {m['edge_infer']} bench, {m['started']}: {m['cpu']} ({m['cores']} cores"
+        + (f"; {' '.join(m['simd'])}" if m.get("simd") else "")
+        + "; load average "
         f"{m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}), {m['backend']}, {Path(m['model']).name} "
         f"({m['macs_per_digit'] or '?'} MACs/digit), delegate cpu, {m['threads']} thread(s), "
         + ("malloc keeps freed memory" if m.get("malloc_keeps_freed_memory") else "malloc as the system set it")
@@ -280,17 +282,40 @@ def source_state() -> dict[str, Any]:
     return {"commit": head, "uncommitted": sorted(line[3:] for line in dirty if line.strip())} if head else {}
 
 
+# CPU features that decide how fast int8 and float kernels run (XNNPACK picks its
+# kernels by them): the same code's ratios differ between machines with and without.
+SIMD_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "asimdhp",
+    "sve",
+)
+
+
 def machine_info() -> dict[str, Any]:
     cpu = ""
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() in ("model name", "Model"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "Model"):
+                cpu = value.strip()
+            elif key in ("flags", "Features"):
+                flags |= set(value.split())
     except OSError:
         pass
     return {
         "machine": platform.machine(),
         "cpu": cpu or platform.processor(),
+        "simd": [f for f in SIMD_FEATURES if f in flags],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,

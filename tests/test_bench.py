@@ -99,3 +99,20 @@ def test_float_timing_twin_is_used_only_with_the_int8_models_graph():
     ctx = SimpleNamespace(backend=get_backend(), content=other.read_bytes(), model_path=other)
     path, why = _bundled_float(ctx)
     assert path is None and "another graph than digits10_int8.tflite" in why and "--float-model" in why
+
+
+def test_machine_info_names_the_cpu_features_that_pick_the_kernels():
+    from edge_infer.benchkit import SIMD_FEATURES, machine_info
+
+    info = machine_info()
+    assert set(info["simd"]) <= set(SIMD_FEATURES)
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo on this system")
+    listed = {
+        f
+        for line in cpuinfo.read_text().splitlines()
+        if line.split(":")[0].strip() in ("flags", "Features")
+        for f in line.split(":", 1)[1].split()
+    }
+    assert info["simd"] == [f for f in SIMD_FEATURES if f in listed]
