@@ -116,3 +116,22 @@ def test_machine_info_names_the_cpu_features_that_pick_the_kernels():
         for f in line.split(":", 1)[1].split()
     }
     assert info["simd"] == [f for f in SIMD_FEATURES if f in listed]
+
+
+def test_startup_compiles_the_measured_package_as_pip_does(tmp_path):
+    import importlib.util
+
+    from bench.startup import compile_package
+
+    pkg = tmp_path / "startup_probe"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("VALUE = 41 + 1\n")
+    cached = Path(importlib.util.cache_from_source(str(pkg / "__init__.py")))
+    assert not cached.exists()
+    note = compile_package(pkg)
+    assert "compiled before timing" in note and cached.is_file()
+    # a child that may not write bytecode (PYTHONDONTWRITEBYTECODE) still reads it
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tmp_path)}
+    code = "import startup_probe as p; print(p.VALUE, p.__cached__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["42", str(cached)]
