@@ -190,37 +190,41 @@ def _words(boxes: list[tuple[int, int, int, int]], gap_ratio: float = 0.6) -> li
     than the tallest box still to come could reach is closed and no longer searched:
     the same runs as trying every run, with far fewer tries on frames with many marks.
     """
-    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    n = len(boxes)
+    order = sorted(range(n), key=lambda i: boxes[i][0])
     # the tallest box from each position on: no later box has a larger reach
-    reach = [0.0] * (len(order) + 1)
-    for k in range(len(order) - 1, -1, -1):
-        reach[k] = max(reach[k + 1], gap_ratio * boxes[order[k]][3])
+    reach = [0.0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        r = gap_ratio * boxes[order[k]][3]
+        reach[k] = r if r > reach[k + 1] else reach[k + 1]
     groups: list[list[int]] = []
-    last: list[tuple[int, int, int, int]] = []  # each run's last box
-    open_: list[int] = []  # runs that a later box may still join, in the order they were started
+    # runs a later box may still join, in the order they were started:
+    # [right edge, top, bottom, height] of the run's last box, and the run
+    open_: list[list[Any]] = []
     for k, i in enumerate(order):
         x, y, w, h = boxes[i]
-        r = reach[k]
-        still = []
-        for j, gi in enumerate(open_):
-            lx, ly, lw, lh = last[gi]
-            gap = x - lx - lw
+        r, bottom = reach[k], y + h
+        j = 0
+        while j < len(open_):
+            run = open_[j]
+            right, top, low_edge, lh, group = run
+            gap = x - right
             if gap > r and gap > gap_ratio * lh:
-                continue  # out of reach of this box and of every later one
-            ref = h if h > lh else lh
-            low = lh if h > lh else h
-            if gap <= gap_ratio * ref and low >= 0.45 * ref and min(y + h, ly + lh) - max(y, ly) >= 0.5 * low:
-                groups[gi].append(i)
-                last[gi] = (x, y, w, h)
-                still.append(gi)
-                still += open_[j + 1 :]  # placed: the rest stay open unchecked (closing only saves time)
-                break
-            still.append(gi)
+                del open_[j]  # out of reach of this box and of every later one
+                continue
+            if h > lh:
+                ref, low = h, lh
+            else:
+                ref, low = lh, h
+            overlap = (bottom if bottom < low_edge else low_edge) - (y if y > top else top)
+            if gap <= gap_ratio * ref and low >= 0.45 * ref and overlap >= 0.5 * low:
+                group.append(i)
+                run[0], run[1], run[2], run[3] = x + w, y, bottom, h
+                break  # placed: the later runs stay open unchecked (closing only saves time)
+            j += 1
         else:
-            still.append(len(groups))
             groups.append([i])
-            last.append((x, y, w, h))
-        open_ = still
+            open_.append([x + w, y, bottom, h, groups[-1]])
     return groups
 
 
