@@ -353,15 +353,18 @@ def _reading_order(dets: list[_Boxed]) -> list[_Boxed]:
     if not dets:
         return dets
     by_y = sorted(dets, key=lambda d: d.box[1] + d.box[3] / 2)
-    lines: list[list[_Boxed]] = [[by_y[0]]]
-    for d in by_y[1:]:
-        last = lines[-1]
-        cy = sum(e.box[1] + e.box[3] / 2 for e in last) / len(last)
-        hh = sum(e.box[3] for e in last) / len(last)
-        if d.box[1] + d.box[3] / 2 - cy <= 0.5 * max(hh, d.box[3]):
-            last.append(d)
+    lines: list[list[_Boxed]] = []
+    cy_sum = h_sum = 0.0  # the current line's sums of box centres and heights, in order
+    for d in by_y:
+        _, y, _, h = d.box
+        cy = y + h / 2
+        if lines and cy - cy_sum / len(lines[-1]) <= 0.5 * max(h_sum / len(lines[-1]), h):
+            lines[-1].append(d)
+            cy_sum += cy
+            h_sum += h
         else:
             lines.append([d])
+            cy_sum, h_sum = cy, h
     return [d for line in lines for d in sorted(line, key=lambda e: e.box[0])]
 
 

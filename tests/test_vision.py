@@ -10,7 +10,7 @@ import pytest
 
 from edge_infer import Detection, DigitRecognizer
 from edge_infer.preprocess import normalize_ink
-from edge_infer.vision import Number, _mnist_layout, _words, detect, group_numbers, read_numbers
+from edge_infer.vision import Number, _mnist_layout, _reading_order, _words, detect, group_numbers, read_numbers
 
 from .conftest import TEST_SEED, dejavu_text
 from .conftest import paper as _paper
@@ -349,6 +349,21 @@ def test_word_runs_match_the_plain_search():
         ]
         for ratio in (0.25, 0.6):
             assert _words(boxes, ratio) == plain(boxes, ratio)
+
+
+def test_reading_order_is_lines_top_down_then_left_to_right():
+    def det(x, y, h, digit):
+        return Detection((x, y, 20, h), digit, 0.9)
+
+    # line 1 sags to the right; a short digit sits low in it; line 2 starts a line below
+    boxes = [det(300, 118, 40, 6), det(10, 100, 40, 1), det(160, 112, 40, 4), det(90, 108, 40, 2)]
+    boxes += [det(120, 131, 20, 3), det(200, 170, 40, 8), det(40, 165, 40, 7)]
+    assert [d.digit for d in _reading_order(boxes)] == [1, 2, 3, 4, 6, 7, 8]
+    # a box's centre more than half the line's mean height below the line's mean centre starts a line
+    # (the lower box is the left one: on one line it would come first)
+    assert [d.digit for d in _reading_order([det(5, 121, 40, 2), det(60, 100, 40, 1)])] == [1, 2]  # 21 > 20
+    assert [d.digit for d in _reading_order([det(5, 119, 40, 2), det(60, 100, 40, 1)])] == [2, 1]  # 19 <= 20
+    assert _reading_order([]) == []
 
 
 def test_import_does_not_load_opencv():
