@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a development environment from a fresh clone on Debian (Python 3.10+):
-# Debian packages for the tests (fonts, a C compiler, headless Chromium), a venv in
+# Debian packages for the tests (DejaVu and Liberation fonts, a C compiler, headless Chromium), a venv in
 # .venv with edge_infer (editable) and every extra, and the offline MNIST data.
 # Idempotent: run it again and it only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-apt_pkgs=(gcc libc6-dev fonts-dejavu-core chromium)
+apt_pkgs=(gcc libc6-dev fonts-dejavu-core fonts-liberation chromium)
 # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip)
 $PY -c "import ensurepip, venv" 2>/dev/null || apt_pkgs+=(python3-venv)
 missing=()
