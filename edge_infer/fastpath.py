@@ -113,13 +113,14 @@ def detect_fast(
         frame = np.ascontiguousarray(frame.reshape(H, W))
     if s < 1.0:
         frame = cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))), interpolation=cv2.INTER_AREA)
-    if polarity == "auto":  # as the full pipeline tells it, on a half-size copy (smooth light gives no votes)
+    # polarity as the full pipeline tells it, on a half-size copy (smooth light gives no
+    # votes); a forced polarity reads no pixels, so it gets the frame as it is
+    half = frame
+    if polarity == "auto":
         half = cv2.resize(
             frame, (max(1, frame.shape[1] // 2), max(1, frame.shape[0] // 2)), interpolation=cv2.INTER_AREA
         )
-        dark = _dark_ink(half, polarity)
-    else:
-        dark = polarity == "dark"
+    dark = _dark_ink(half, polarity)
     lo_h, hi_h = min_h * s, max_h * s
     block = 2 * max(3, round(0.9 * lo_h)) + 1  # the window spans a small digit
     ink = _threshold(frame, block, dark)
