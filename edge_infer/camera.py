@@ -130,10 +130,7 @@ def _images(paths: list[Path], name: str) -> FrameSource:
 
     def read() -> np.ndarray | None:
         for p in it:
-            img = read_image(p)
-            if img.ndim == 3 and img.shape[2] == 4:
-                img = img[:, :, :3]
-            return np.ascontiguousarray(img)
+            return read_image(p)  # upright, opaque
         return None
 
     return FrameSource(name, False, 0.0, read, None)

@@ -3,6 +3,11 @@
 OpenCV (the ``[camera]`` extra) or Pillow read anything; with neither, a small
 built-in decoder reads PNG (8-bit, non-interlaced) and binary PGM/PPM, so that
 ``edge-infer classify digit.png`` works on a bare ``pip install edge-infer``.
+
+Whichever decodes, the image comes out as it is meant to be seen: a JPEG is
+turned upright by its EXIF orientation (a phone held upright stores its photo
+sideways and says so in a tag), and transparency is laid on paper by
+:func:`edge_infer.preprocess.flatten_alpha`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import optional_module
+from .preprocess import flatten_alpha, optional_module
 
 __all__ = ["decode_image", "read_image"]
 
@@ -103,8 +108,6 @@ def _decode_png(data: bytes) -> np.ndarray:
         img = img[:, :, ::-1]
     elif ch == 4:
         img = img[:, :, [2, 1, 0, 3]]
-    elif ch == 2:
-        img = img[:, :, 0]  # gray + alpha -> gray
     return np.ascontiguousarray(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
 
 
@@ -131,7 +134,8 @@ def _decode_pnm(data: bytes) -> np.ndarray:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decodes image bytes to a uint8 array: (h, w) grayscale or (h, w, 3|4) BGR(A).
+    """Decodes image bytes to a uint8 array: (h, w) grayscale or (h, w, 3) BGR, upright
+    and opaque (see the module docstring).
 
     Raises:
         ValueError: The bytes are not an image this machine can decode; the
@@ -141,15 +145,18 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ValueError("image is empty (0 bytes)")
     cv2 = optional_module("cv2")
     if cv2 is not None:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        # IMREAD_UNCHANGED keeps alpha but ignores EXIF orientation; a JPEG has no
+        # alpha, so it is read with a flag that applies the orientation (and keeps gray gray)
+        flags = cv2.IMREAD_ANYCOLOR if data.startswith(b"\xff\xd8") else cv2.IMREAD_UNCHANGED
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if img is None:
             raise ValueError("not a decodable image (OpenCV could not read it); send a PNG or JPEG")
         if img.dtype != np.uint8:
             img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
-        return img
+        return flatten_alpha(img)
     if data.startswith(_PNG_SIG):
         try:
-            return _decode_png(data)
+            return flatten_alpha(_decode_png(data))
         except (struct.error, IndexError) as e:
             raise ValueError(f"damaged PNG ({e})") from e
     if data[:2] in (b"P5", b"P6"):
@@ -160,14 +167,20 @@ def decode_image(data: bytes) -> np.ndarray:
     if optional_module("PIL") is not None:
         import io
 
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
             with Image.open(io.BytesIO(data)) as opened:
-                arr = np.asarray(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened)
+                upright = ImageOps.exif_transpose(opened)
+                see_through = "A" in upright.mode or "transparency" in upright.info
+                if upright.mode not in ("L", "RGB"):
+                    upright = upright.convert("RGBA" if see_through else "RGB")
+                arr = np.asarray(upright)
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"not a decodable image ({e})") from e
-        return np.ascontiguousarray(arr[:, :, ::-1] if arr.ndim == 3 else arr)
+        if arr.ndim == 3:
+            arr = arr[:, :, [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[:, :, ::-1]
+        return flatten_alpha(np.ascontiguousarray(arr))
     raise ValueError(
         "only PNG and PGM/PPM can be read without OpenCV or Pillow; "
         "pip install 'edge-infer[camera]' for JPEG and other formats"

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MNIST_BOX", "MNIST_SIZE", "center_of_mass_place", "ink_map", "resize_area", "to_gray", "to_mnist"]
+__all__ = [
+    "MNIST_BOX",
+    "MNIST_SIZE",
+    "center_of_mass_place",
+    "flatten_alpha",
+    "ink_map",
+    "resize_area",
+    "to_gray",
+    "to_mnist",
+]
 
 MNIST_SIZE = 28
 MNIST_BOX = 20
@@ -44,8 +53,50 @@ def _check_image(image: Any, what: str = "image") -> np.ndarray:
     return image
 
 
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
+    """Removes an alpha channel, showing see-through parts against the paper the content needs.
+
+    ``(h, w, 4)`` BGRA becomes ``(h, w, 3)`` BGR and ``(h, w, 2)`` gray + alpha becomes
+    ``(h, w)`` gray, in the same dtype; other images are returned as they are. An
+    opaque image just loses the channel. Otherwise the background is white under
+    dark content (ink drawn on a transparent page, a common PNG export) and black
+    under light content (white strokes made for a dark page), judged by the
+    content's mean luma weighted by its opacity. Simply dropping the channel would
+    show a transparent page's hidden colour, often black, under black ink.
+
+    >>> page = np.zeros((1, 2, 4), np.uint8); page[0, 0, 3] = 255  # one black pixel, one clear
+    >>> flatten_alpha(page)[0].tolist()
+    [[0, 0, 0], [255, 255, 255]]
+    """
+    if image.ndim != 3 or image.shape[2] not in (2, 4):
+        return image
+    colour, alpha = image[:, :, :-1], image[:, :, -1]
+    gray = image.shape[2] == 2
+    integer = np.issubdtype(image.dtype, np.integer)
+    if integer:
+        top = float(np.iinfo(image.dtype).max)
+    else:  # float pixels: alpha in 0-1, or in 0-255 like the colours
+        top = 1.0 if float(np.nanmax(alpha, initial=0.0)) <= 1.0 else 255.0
+    a = np.clip(alpha.astype(np.float32) / top, 0.0, 1.0)
+    if float(a.min()) >= 1.0:
+        out = colour
+    else:
+        c = colour.astype(np.float32)
+        luma = c[:, :, 0] if gray else c @ _BGR_WEIGHTS
+        weight = float(a.sum())
+        light = weight > 0 and float((luma * a).sum()) / weight > top / 2
+        paper = 0.0 if light else top
+        out = c * a[:, :, None] + paper * (1.0 - a[:, :, None])
+        if integer:
+            out = np.rint(out).astype(image.dtype)
+        else:
+            out = out.astype(image.dtype, copy=False)
+    return np.ascontiguousarray(out[:, :, 0] if gray else out)
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 in the image's own units; BGR(A) weighted as luma, alpha dropped.
+    """Grayscale float32 in the image's own units; BGR weighted as luma, BGRA first
+    laid on its paper by :func:`flatten_alpha`.
 
     >>> to_gray(np.full((2, 2, 3), 200, np.uint8)).round(3).tolist()
     [[200.0, 200.0], [200.0, 200.0]]
@@ -55,7 +106,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         return image.astype(np.float32, copy=False)
     if image.shape[2] == 1:
         return image[:, :, 0].astype(np.float32, copy=False)
-    return image[:, :, :3].astype(np.float32, copy=False) @ _BGR_WEIGHTS
+    if image.shape[2] == 4:
+        image = flatten_alpha(image)
+    return image.astype(np.float32, copy=False) @ _BGR_WEIGHTS
 
 
 def _otsu(values: np.ndarray) -> float:

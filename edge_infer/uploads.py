@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .preprocess import flatten_alpha
+
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_JSON_SIDE", "ClientError", "decode_upload", "image_size", "parse_json_image"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -74,7 +76,8 @@ def image_size(data: bytes) -> tuple[str, int, int]:
 def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 grayscale or BGR array, with the pixel count checked first.
 
-    JPEGs are turned upright by their EXIF orientation; transparent PNGs are laid on white.
+    JPEGs are turned upright by their EXIF orientation; transparent PNGs are laid on
+    paper by :func:`edge_infer.preprocess.flatten_alpha` (white under dark ink).
 
     Raises:
         ClientError: 400 undecodable, 413 more than ``max_pixels`` pixels, 415 not PNG/JPEG.
@@ -94,12 +97,7 @@ def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
         raise ClientError(400, f"the {kind.upper()} image could not be decoded (damaged or truncated)")
     if img.dtype == np.uint16:
         img = np.right_shift(img, 8).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        alpha = img[:, :, 3:].astype(np.float32) / 255.0
-        img = (img[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-    elif img.ndim == 3 and img.shape[2] == 2:  # gray + alpha
-        img = img[:, :, 0]
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(flatten_alpha(img))
 
 
 def parse_json_image(body: bytes) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from .fastpath import detect_fast
-from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
+from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place, flatten_alpha
 from .segment import _Candidate, _contrast, _gray, _own, _segment
 
 if TYPE_CHECKING:
@@ -388,7 +388,8 @@ def detect(
 
     Args:
         rec: The recogniser that classifies the crops (one batch per frame).
-        frame: uint8 ``(h, w)`` gray, ``(h, w, 3)`` BGR or ``(h, w, 4)`` BGRA, any size.
+        frame: uint8 ``(h, w)`` gray, ``(h, w, 3)`` BGR or ``(h, w, 4)`` BGRA, any size
+            (see-through BGRA is laid on paper by :func:`edge_infer.preprocess.flatten_alpha`).
         min_height: Smallest digit height to report, in frame pixels.
         max_height: Largest digit height, in frame pixels; None for half the frame's
             height (segmentation is built for digits up to about a third).
@@ -417,6 +418,8 @@ def detect(
 
     t0 = time.perf_counter()
     frame = _check_frame(frame)
+    if frame.ndim == 3 and frame.shape[2] == 4 and frame[:, :, 3].min() < 255:
+        frame = flatten_alpha(frame)  # a camera's BGRA is opaque; a transparent PNG's is not
     min_height = _positive_int("min_height", min_height)
     max_side = _positive_int("max_side", max_side)
     if max_height is not None:

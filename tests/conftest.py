@@ -85,6 +85,17 @@ def paper_digit(
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an APP1 Exif segment whose only tag is Orientation, as a phone writes:
+    the stored pixels are turned, the tag says how to turn them upright (3: 180 deg,
+    6: 90 deg clockwise, 8: 90 deg counter-clockwise)."""
+    import struct
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
 def dejavu_text(
     image: np.ndarray, text: str, x: int, y: int, height: int, *, font: str = "DejaVuSans.ttf", ink: int = 35
 ) -> None:

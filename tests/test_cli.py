@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import dejavu_text, paper_digit
+from .conftest import dejavu_text, paper_digit, with_exif_orientation
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -102,3 +102,18 @@ def test_missing_edgetpu_exits_1_with_the_fix():
         env={"EDGE_INFER_EDGETPU_LIBRARY": "libedgetpu-missing.so.1", "PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 1 and "libedgetpu1-std" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_classify_reads_a_sideways_phone_jpeg_and_a_transparent_png(tmp_path, mnist_test):
+    """What phones and drawing apps write: pixels stored sideways with an EXIF
+    orientation tag, and black ink on a transparent page."""
+    x, y = mnist_test
+    photo = cv2.rotate(paper_digit(x[7], scale=6), cv2.ROTATE_90_COUNTERCLOCKWISE)  # the phone's stored pixels
+    sideways = tmp_path / "sideways.jpg"
+    sideways.write_bytes(with_exif_orientation(cv2.imencode(".jpg", photo)[1].tobytes(), 6))
+    clear = tmp_path / "clear.png"
+    ink = cv2.resize(x[8], None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(clear), np.dstack([np.zeros((*ink.shape, 3), np.uint8), ink]))
+    r = cli("classify", "--json", str(sideways), str(clear))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["digit"] for line in r.stdout.splitlines()] == [int(y[7]), int(y[8])]

@@ -47,6 +47,12 @@ def test_bgra_and_gray_give_the_same_result(mnist_test):
     assert np.array_equal(a, b)
     assert np.abs(a.astype(int) - c.astype(int)).mean() < 3
 
+    # a clear page with the ink's own colour hidden under it: the same digit, not black on black
+    big = np.kron(x[2], np.ones((3, 3), np.uint8))  # not 28x28: that size is taken as MNIST already
+    clear = np.dstack([np.zeros((*big.shape, 3), np.uint8), big])
+    white = 255 - big
+    assert np.array_equal(to_mnist(clear), to_mnist(white))
+
 
 def test_float_images_in_any_range(mnist_test):
     x, _ = mnist_test

@@ -22,7 +22,7 @@ from edge_infer import DigitRecognizer
 from edge_infer.mjpeg import LiveStream
 from edge_infer.server import create_app, make_server
 
-from .conftest import paper_digit
+from .conftest import paper_digit, with_exif_orientation
 
 MAX_BYTES = 512 * 1024
 KEY = "s3cret-key"
@@ -93,6 +93,11 @@ def test_jpeg_grayscale_and_transparent_png(http, url, digits):
     bgra = np.zeros((*big.shape, 4), np.uint8)
     bgra[:, :, 3] = big
     assert post(http, url, "/v1/classify", png(bgra), "image/png").json()["digit"] == label
+    bgra[:, :, :3] = 255  # white ink on a clear page (made for a dark theme): laid on black
+    assert post(http, url, "/v1/classify", png(bgra), "image/png").json()["digit"] == label
+    # a phone's portrait photo: pixels stored sideways, an EXIF tag to turn them
+    sideways = with_exif_orientation(jpeg(cv2.rotate(paper, cv2.ROTATE_90_CLOCKWISE)), 8)
+    assert post(http, url, "/v1/classify", sideways, "image/jpeg").json()["digit"] == label
     # octet-stream is sniffed; ?top_k= sets how many alternatives come back
     r = post(http, url, "/v1/classify?top_k=10", png(paper), "application/octet-stream")
     assert r.json()["digit"] == label and len(r.json()["top_k"]) == 10

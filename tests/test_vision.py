@@ -207,6 +207,22 @@ def test_gray_bgra_and_bgr_agree(rec, scenes):
     assert detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None]) == gray
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_transparent_page_reads_like_the_same_ink_on_paper(rec, clear_digits, fast):
+    """Black ink on a clear BGRA page (its hidden colour black, as exports often are):
+    not black on black, but the digits, as from the ink on white paper."""
+    alpha = np.zeros((240, 320), np.uint8)
+    truth = []
+    for i, d in enumerate((3, 1, 4)):  # the ink's coverage is the page's opacity
+        alpha[80:140, 30 + 90 * i : 90 + 90 * i] = cv2.resize(clear_digits[d], (60, 60), interpolation=cv2.INTER_CUBIC)
+        truth.append(d)
+    clear = np.dstack([np.zeros((240, 320, 3), np.uint8), alpha])
+    on_paper = cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2BGR)
+    got = detect(rec, clear, fast=fast)
+    assert [d.digit for d in got] == truth
+    assert got == detect(rec, on_paper, fast=fast)
+
+
 def test_big_frames_are_shrunk_and_boxes_mapped_back(rec, scenes):
     # 4000x3000 is shrunk to the 1280x960 working size: the same digits as a 1280x960
     # frame, with boxes scaled back up to the big frame's pixels.
