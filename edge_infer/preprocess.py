@@ -31,6 +31,8 @@ MNIST_SIZE = 28
 MNIST_BOX = 20
 
 _WORK_SIDE = 128
+_HAT_MIN = 0.1  # polarity vote: weakest hat response that counts, as a fraction of the range
+_ZOOM_BELOW = 48  # a digit under this many working pixels in a shrunk photo gets a second look
 _BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 
@@ -208,7 +210,9 @@ def _dark_ink(g: np.ndarray) -> bool:
     side is paper. Otherwise (a dark table along two edges, a crop cut through its
     strokes) strokes are thin:
     at a scale a little wider than a stroke, the right polarity's hat transform
-    (black-hat for dark ink) holds more contrast.
+    (black-hat for dark ink) holds more strong contrast. Only responses over a tenth
+    of the range count: strokes give strong ones, while sensor noise and a page's
+    edge give weak ones all over a photo, which summed would outweigh a small digit.
     """
     h, w = g.shape
     sides = [float(np.median(side)) for side in (g[0], g[-1], g[:, 0], g[:, -1])]
@@ -219,7 +223,7 @@ def _dark_ink(g: np.ndarray) -> bool:
     kp = max(5, int(round(min(h, w) * 0.1)) | 1)
     black_hat = _rank_filter(_rank_filter(g, kp, np.maximum), kp, np.minimum) - g
     top_hat = g - _rank_filter(_rank_filter(g, kp, np.minimum), kp, np.maximum)
-    return float(black_hat.sum()) >= float(top_hat.sum())
+    return float(black_hat[black_hat > _HAT_MIN].sum()) >= float(top_hat[top_hat > _HAT_MIN].sum())
 
 
 def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
@@ -243,6 +247,11 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
         float32 array in [0, 1]: (h, w), or reduced by an integer factor so the
         longer side is at most 128 px (the digit ends up 20 px tall anyway).
     """
+    return _ink_map(image, invert)[0]
+
+
+def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
+    """:func:`ink_map`, and the polarity it used (True: dark ink)."""
     g = to_gray(image)
     f = max(1, int(np.ceil(max(g.shape) / _WORK_SIDE)))
     if f > 1:  # the digit ends up 20 px tall: finer detail than this only costs time
@@ -250,7 +259,7 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     h, w = g.shape
     lo, hi = float(g.min()), float(g.max())
     if hi - lo <= 1e-6 * max(1.0, abs(hi)):
-        return np.zeros((h, w), np.float32)
+        return np.zeros((h, w), np.float32), invert is not False
     g = (g - lo) / (hi - lo)
     if invert is None:
         invert = _dark_ink(g)
@@ -267,7 +276,7 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     ink = np.clip(ink, 0.0, None)
     top = float(np.percentile(ink, 99.5)) if ink.size > 200 else float(ink.max())
     if top <= 0.08:  # no stroke stands out from the paper: nothing to read
-        return np.zeros((h, w), np.float32)
+        return np.zeros((h, w), np.float32), invert
     ink = np.clip(ink / top, 0.0, 1.0)
     t = max(_otsu(ink), 0.15)
     ink[ink < t * 0.5] = 0.0
@@ -278,7 +287,7 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
         top = float(np.percentile(core, 60))
         if top > 0:
             ink = np.clip(ink / top, 0.0, 1.0)
-    return ink.astype(np.float32, copy=False)
+    return ink.astype(np.float32, copy=False), invert
 
 
 def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -418,4 +427,29 @@ def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     image = _check_image(image)
     if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None:
         return image
-    return normalize_ink(ink_map(image, invert=invert))
+    ink, dark = _ink_map(image, invert)
+    return normalize_ink(_second_look(image, ink, dark))
+
+
+def _second_look(image: np.ndarray, ink: np.ndarray, dark: bool) -> np.ndarray:
+    """A small digit in a large photo, found at the shrunk working size, read again at full detail.
+
+    The first look shrinks a photo to 128 px: a digit a tenth of the photo tall is
+    then a dozen pixels, its strokes a pixel or less. When the ink found is that
+    small, the region around it (half the digit's size on each side: paper for the
+    background estimate) is mapped again from the full-size image, with the polarity
+    already decided. Otherwise, or when the second look finds no ink, ``ink`` stands.
+    """
+    f = max(1, int(np.ceil(max(image.shape[:2]) / _WORK_SIDE)))  # the first look's shrink
+    mask = ink > 0.25
+    if f <= 1 or not mask.any():
+        return ink
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    bh, bw = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    if max(bh, bw) >= _ZOOM_BELOW:
+        return ink
+    pad = max(bh, bw) // 2 + 1
+    y0, y1 = max(0, (rows[0] - pad) * f), min(image.shape[0], (rows[-1] + 1 + pad) * f)
+    x0, x1 = max(0, (cols[0] - pad) * f), min(image.shape[1], (cols[-1] + 1 + pad) * f)
+    closer, _ = _ink_map(image[y0:y1, x0:x1], dark)
+    return closer if (closer > 0.25).any() else ink

@@ -158,3 +158,36 @@ def test_tight_crops_of_bold_print_keep_their_polarity(inverted):
     with DigitRecognizer() as rec:
         preds = rec.classify_batch(crops)
     assert sum(p.digit == d and p.is_digit for d, p in enumerate(preds)) >= 9, [p.digit for p in preds]
+
+
+def _phone_photo(digit: np.ndarray, height: int, rng: np.random.Generator, *, desk: bool) -> np.ndarray:
+    """A 2000x1500 photo of a page, light falling across it, with one digit ``height`` px
+    tall near the middle; with ``desk``, the dark desk shows along the top and left."""
+    import cv2
+
+    H, W = 2000, 1500
+    page = np.full((H, W), 215, np.float32)
+    page *= np.linspace(0.8, 1.1, W, dtype=np.float32)[None, :] * np.linspace(1.05, 0.85, H, dtype=np.float32)[:, None]
+    ink = np.clip(cv2.resize(digit.astype(np.float32) / 255, (height, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+    y0 = H // 2 - height // 2 + int(rng.integers(-200, 200))
+    x0 = W // 2 - height // 2 + int(rng.integers(-150, 150))
+    region = page[y0 : y0 + height, x0 : x0 + height]
+    page[y0 : y0 + height, x0 : x0 + height] = region * (1 - ink) + 40 * ink
+    if desk:
+        page[:, :150] = 60
+        page[:170, :] = 60
+    page = cv2.GaussianBlur(page, (0, 0), 2) + rng.normal(0, 4, page.shape)
+    return cv2.cvtColor(np.clip(page, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+@pytest.mark.parametrize("desk", [False, True])
+def test_a_small_digit_in_a_whole_photo_is_read(mnist_test, rec, desk):
+    """A phone photo of a written digit, the digit a tenth of its height: found at the
+    shrunk size (the desk's edge and the noise do not swing the polarity vote), then
+    read from the full-size pixels around it."""
+    x, y = mnist_test
+    rng = np.random.default_rng(8)
+    idx = range(200, 230)
+    preds = [rec.classify(_phone_photo(x[i], 200, rng, desk=desk)) for i in idx]
+    right = sum(p.is_digit and p.digit == y[i] for i, p in zip(idx, preds))
+    assert right >= 28, [(p.digit, int(y[i])) for i, p in zip(idx, preds)]
