@@ -32,6 +32,7 @@ MNIST_BOX = 20
 
 _WORK_SIDE = 128
 _HAT_MIN = 0.1  # polarity vote: weakest hat response that counts, as a fraction of the range
+_MIN_STROKE_PX = 24  # fewest stroke pixels a digit has at the working size
 _ZOOM_BELOW = 48  # a digit under this many working pixels in a shrunk photo gets a second look
 _BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
@@ -252,10 +253,12 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
 
 def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     """:func:`ink_map`, and the polarity it used (True: dark ink)."""
-    g = to_gray(image)
-    f = max(1, int(np.ceil(max(g.shape) / _WORK_SIDE)))
+    H, W = image.shape[:2]
+    f = max(1, int(np.ceil(max(H, W) / _WORK_SIDE)))
     if f > 1:  # the digit ends up 20 px tall: finer detail than this only costs time
-        g = resize_area(g, (max(1, g.shape[0] // f), max(1, g.shape[1] // f)))
+        g = _gray_area(image, (max(1, H // f), max(1, W // f)))
+    else:
+        g = to_gray(image)
     h, w = g.shape
     lo, hi = float(g.min()), float(g.max())
     if hi - lo <= 1e-6 * max(1.0, abs(hi)):
@@ -275,6 +278,10 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
         ink = (g - bg) / np.maximum(1.0 - bg, 0.1)
     ink = np.clip(ink, 0.0, None)
     top = float(np.percentile(ink, 99.5)) if ink.size > 200 else float(ink.max())
+    if top <= 0.08 and ink.size > 200:
+        # under half a percent of the pixels: a small digit on a clean page (a drawing,
+        # a scan). Its strongest couple of dozen pixels set the level instead.
+        top = float(np.partition(ink.ravel(), ink.size - _MIN_STROKE_PX)[ink.size - _MIN_STROKE_PX])
     if top <= 0.08:  # no stroke stands out from the paper: nothing to read
         return np.zeros((h, w), np.float32), invert
     ink = np.clip(ink / top, 0.0, 1.0)
@@ -307,6 +314,23 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     px = np.arange(n_in, dtype=np.float64)[None, :]
     overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0, None)
     return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _gray_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``resize_area(to_gray(image), shape)`` a band of rows at a time.
+
+    A 12 MP photo as float32 BGR is 145 MB; in bands of about a million values
+    the full-size float image never exists (a Pi serving uploads keeps its memory).
+    """
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = flatten_alpha(image)  # its paper is chosen from the whole image, not per band
+    rows = _area_matrix(image.shape[0], shape[0])
+    per_row = image.shape[1] * (image.shape[2] if image.ndim == 3 else 1)
+    step = max(1, (1 << 20) // per_row)
+    acc = np.zeros((shape[0], image.shape[1]), np.float32)
+    for r in range(0, image.shape[0], step):
+        acc += rows[:, r : r + step] @ to_gray(image[r : r + step])
+    return acc @ _area_matrix(image.shape[1], shape[1]).T
 
 
 def resize_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -191,3 +191,37 @@ def test_a_small_digit_in_a_whole_photo_is_read(mnist_test, rec, desk):
     preds = [rec.classify(_phone_photo(x[i], 200, rng, desk=desk)) for i in idx]
     right = sum(p.is_digit and p.digit == y[i] for i, p in zip(idx, preds))
     assert right >= 28, [(p.digit, int(y[i])) for i, p in zip(idx, preds)]
+
+
+@pytest.mark.parametrize("side", [800, 1600])
+def test_a_small_digit_drawn_on_a_big_clean_canvas_is_read(rec, side):
+    """A paint program's white canvas with one digit a tenth of its height: under half
+    a percent of the pixels are ink and the rest are exactly white, so the ink level
+    comes from the strokes themselves, not from the 99.5th percentile (which is paper)."""
+    import cv2
+
+    preds = []
+    for d in range(10):
+        c = np.full((side, side, 3), 255, np.uint8)
+        h = side // 10
+        (_, th), _ = cv2.getTextSize(str(d), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+        cv2.putText(c, str(d), (side // 3, side // 2), cv2.FONT_HERSHEY_SIMPLEX, h / th, (0, 0, 0), 3, cv2.LINE_AA)
+        preds.append(rec.classify(c))
+    assert sum(p.is_digit and p.digit == d for d, p in enumerate(preds)) >= 9, [p.digit for p in preds]
+
+
+def test_a_12_megapixel_photo_never_exists_as_float():
+    """to_mnist shrinks a photo a band of rows at a time: a 12 MP BGR image as float32
+    would be 145 MB, on a Pi serving uploads."""
+    import tracemalloc
+
+    img = np.full((3024, 4032, 3), 210, np.uint8)
+    img[1200:1800, 1900:1960] = 30  # a "1"
+    tracemalloc.start()
+    try:
+        out = to_mnist(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert out[:, 12:16].sum() > out[:, :8].sum()  # the stroke, upright in the middle
