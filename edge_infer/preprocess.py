@@ -425,12 +425,34 @@ def normalize_ink(
     return np.rint(placed * 255).astype(np.uint8)
 
 
+_LAST = MNIST_SIZE * MNIST_SIZE - 1
+
+
+def _mnist_ready(image: np.ndarray) -> bool:
+    """A (28, 28) uint8 image is in MNIST's layout when its corners are dark: MNIST
+    keeps four black pixels around every digit. Light top-left and bottom-right
+    corners (together over 254) are paper: a dark digit on white, not yet normalised.
+    Two scalar reads, as this runs on every ``classify`` call."""
+    return image.item(0) + image.item(_LAST) <= 254
+
+
+def _paper_rows(raw: bytes) -> list[int]:
+    """:func:`_mnist_ready` for the bytes of a C-contiguous (N, 28, 28) uint8 batch:
+    the indices of the images that are not ready (usually none, found in two slices)."""
+    size = MNIST_SIZE * MNIST_SIZE
+    first, last = raw[::size], raw[_LAST::size]
+    if not first or max(first) + max(last) <= 254:
+        return []
+    return [i for i, (a, b) in enumerate(zip(first, last)) if a + b > 254]
+
+
 def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     """Normalises a crop of one digit the MNIST way.
 
-    A ``(28, 28)`` uint8 array is taken to be MNIST-normalised already and is
-    returned unchanged; anything else goes through polarity, threshold, tight box,
-    longest side to 20 px and centring by mass.
+    A ``(28, 28)`` uint8 array with dark corners is taken to be MNIST-normalised
+    already and is returned unchanged; anything else (a 28x28 dark digit on white,
+    as a drawing program saves it, included) goes through polarity, threshold,
+    tight box, longest side to 20 px and centring by mass.
 
     Args:
         image: Grayscale ``(h, w)`` or BGR(A) ``(h, w, 3|4)`` crop of one digit.
@@ -449,7 +471,7 @@ def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     ((28, 28), dtype('uint8'), True, 0)
     """
     image = _check_image(image)
-    if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None:
+    if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None and _mnist_ready(image):
         return image
     ink, dark = _ink_map(image, invert)
     return normalize_ink(_second_look(image, ink, dark))

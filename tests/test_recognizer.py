@@ -67,6 +67,22 @@ def test_photo_like_crops_are_read(rec, mnist_test):
     assert acc >= 0.95
 
 
+def test_a_28x28_dark_digit_on_white_is_normalised_not_taken_as_mnist(rec, mnist_test):
+    """A drawing program's 28x28 save is black on white: its light corners say it is not
+    in MNIST's layout yet, so it is normalised like any crop (read as is, 3 in 10 were right)."""
+    x, y = mnist_test
+    digits, labels = x[:300], y[:300]
+    inverted = 255 - digits
+    assert np.mean([rec.classify(d).digit for d in inverted] == labels) >= 0.98
+    mixed = digits.copy()
+    mixed[::3] = inverted[::3]
+    before = mixed.copy()
+    got = rec.classify_batch(mixed)
+    assert np.array_equal(mixed, before)  # the caller's batch is not written
+    assert np.mean([p.digit for p in got] == labels) >= 0.98
+    assert got[1::3] == rec.classify_batch(digits[1::3])  # MNIST-ready ones go in as they are
+
+
 def test_top_k(rec, mnist_test):
     x, y = mnist_test
     top = rec.top_k(x[0], 3)
