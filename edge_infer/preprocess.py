@@ -167,7 +167,8 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
 
     Table edges, paper edges and shadows that run along a side of the image are
     not the digit; a digit in a tight crop touches a side only over a stroke's
-    width. Needs OpenCV; without it the ink is returned unchanged.
+    width. Nor are lines that cross the crop from side to side (ruled paper under
+    a digit). Needs OpenCV; without it the ink is returned unchanged.
     """
     cv2 = optional_module("cv2")
     if cv2 is None:
@@ -181,6 +182,10 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
         contact = np.maximum(contact, np.bincount(side, minlength=n) / length)
     x, y, bw, bh, area = (stats[1:, i].astype(np.float64) for i in range(5))
     along_border = contact[1:] > 0.3
+    # a ruled line, a table's or a box's edge: from one side to the opposite one, and
+    # thin across (a "1" or a "7" in a tight crop spans the crop both ways)
+    across = ((x <= 0) & (x + bw >= w) & (bh < 0.25 * h)) | ((y <= 0) & (y + bh >= h) & (bw < 0.25 * w))
+    along_border |= across
     centrality = 1.0 - np.hypot((y + bh / 2 - h / 2) / h, (x + bw / 2 - w / 2) / w)
     weight = area * centrality * np.where(along_border, 0.0, 1.0)
     if not weight.any():  # only border shapes: keep what there is

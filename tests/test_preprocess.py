@@ -225,3 +225,20 @@ def test_a_12_megapixel_photo_never_exists_as_float():
         tracemalloc.stop()
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
     assert out[:, 12:16].sum() > out[:, :8].sum()  # the stroke, upright in the middle
+
+
+def test_a_ruled_line_across_a_loose_crop_is_not_part_of_the_digit(rec, mnist_test):
+    """Notebook paper: the line under the digit runs from side to side of the crop and is
+    dropped, not laid out with the digit (a 5 over a line read as 2)."""
+    import cv2
+
+    x, y = mnist_test
+    right = 0
+    for i in range(300, 330):
+        crop = paper_digit(x[i], scale=4)  # the 28x28 digit 4x, on 16 px more paper each side
+        w = crop.shape[1]
+        below = 16 + 4 * (int(np.flatnonzero(x[i].max(axis=1) > 0).max()) + 1) + 6  # 6 px under the ink
+        cv2.line(crop, (0, below), (w - 1, below), (150, 90, 60), 3)  # a blue ruled line
+        p = rec.classify(crop)
+        right += p.is_digit and p.digit == y[i]
+    assert right >= 28
