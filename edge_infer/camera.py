@@ -358,6 +358,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-score", type=float, default=0.85, help="drop digits read with a lower probability (default 0.85)"
     )
     parser.add_argument(
+        "--min-height", type=int, default=16, help="smallest digit to read, in frame pixels (default 16)"
+    )
+    parser.add_argument(
+        "--max-height",
+        type=int,
+        default=None,
+        help="tallest digit to read, in frame pixels (default: half the frame's height; "
+        "raise it for a close-up of one digit)",
+    )
+    parser.add_argument(
         "--fast",
         action="store_true",
         help="the fast pipeline: several times the frame rate, but no line or grid erasure and less "
@@ -381,7 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for name in ("width", "height", "max_frames", "num_threads"):
+    for name in ("width", "height", "max_frames", "num_threads", "min_height", "max_height"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
@@ -431,8 +441,14 @@ def run(args: argparse.Namespace) -> int:
             if frame is None:
                 print(f"edge-infer camera: {source.name} gave no frames", file=sys.stderr)
                 return 1 if source.live else 2
+            options = {
+                "min_score": args.min_score,
+                "fast": args.fast,
+                "min_height": args.min_height,
+                "max_height": args.max_height,
+            }
             for _ in range(2):  # warm-up: the first invokes (and an Edge TPU's first) are slow
-                detect(rec, frame, min_score=args.min_score, fast=args.fast)
+                detect(rec, frame, **options)
             if args.save:
                 saver = _Saver(args.save, source.fps)
             ends: deque[float] = deque(maxlen=30)
@@ -440,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
             t_capture = 0.0
             while frame is not None:
                 t: dict[str, float] = {}
-                dets = detect(rec, frame, min_score=args.min_score, fast=args.fast, timings=t)
+                dets = detect(rec, frame, timings=t, **options)
                 numbers = group_numbers(dets)
                 t0 = time.perf_counter()
                 fps = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else 0.0

@@ -30,12 +30,15 @@ class StreamBusyError(RuntimeError):
     """No room for another viewer (or the stream is closing): try again later."""
 
 
-def read_frame(recognizer: DigitRecognizer, frame: np.ndarray, *, fast: bool = False) -> tuple[list[Any], list[Any]]:
+def read_frame(
+    recognizer: DigitRecognizer, frame: np.ndarray, *, fast: bool = False, **options: Any
+) -> tuple[list[Any], list[Any]]:
     """The digits in a frame and the numbers they form, from one detection pass
-    (``fast``: the quick pipeline, see :mod:`edge_infer.fastpath`)."""
+    (``fast``: the quick pipeline, see :mod:`edge_infer.fastpath`; ``options`` go to
+    :func:`edge_infer.vision.detect`, e.g. ``max_height``)."""
     from . import vision
 
-    detections = recognizer.detect(frame, fast=fast)
+    detections = recognizer.detect(frame, fast=fast, **options)
     group = getattr(vision, "group_numbers", None)
     numbers = group(detections) if group is not None else recognizer.read_numbers(frame)
     return detections, numbers

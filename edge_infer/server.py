@@ -158,9 +158,16 @@ def create_app(
         fast = request.args.get("fast", "0")
         if fast not in ("0", "1"):
             raise ClientError(400, f"fast must be 0 or 1, got {fast!r}")
+        heights = {}
+        for name in ("min_height", "max_height"):
+            value = request.args.get(name)
+            if value is not None:
+                if not value.isdigit() or not 1 <= int(value) <= 100_000:
+                    raise ClientError(400, f"{name} must be a whole number of pixels from 1 to 100000, got {value!r}")
+                heights[name] = int(value)
         frame = image_body(json_ok=False)
         try:
-            detections, numbers = read_frame(recognizer, frame, fast=fast == "1")
+            detections, numbers = read_frame(recognizer, frame, fast=fast == "1", **heights)
         except (ValueError, TypeError) as e:
             raise ClientError(400, f"cannot read this image: {e}") from None
         return jsonify(

@@ -100,6 +100,29 @@ def test_missing_source_and_bad_arguments_are_usage_errors(capsys, tmp_path):
     assert rc == 2 and "--max-frames must be >= 1" in err
     rc, _, err = _run(capsys, "--min-score", "1.5", "--headless")
     assert rc == 2 and "--min-score" in err
+    rc, _, err = _run(capsys, "--max-height", "0", "--headless")
+    assert rc == 2 and "--max-height must be >= 1" in err
+
+
+def test_a_close_up_of_one_digit_needs_max_height(capsys, tmp_path, clear_digits):
+    """A digit 80% of the photo's height is over the default limit (half the frame);
+    --max-height lets it in, and a sideways phone JPEG is read upright."""
+    from .conftest import with_exif_orientation
+
+    ink = cv2.resize(clear_digits[4], (384, 384), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    page = np.full((480, 640), 215, np.float32)
+    page[48:432, 128:512] = page[48:432, 128:512] * (1 - ink) + 40 * ink
+    photo = cv2.cvtColor(page.astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    path = tmp_path / "closeup.jpg"
+    path.write_bytes(
+        with_exif_orientation(cv2.imencode(".jpg", cv2.rotate(photo, cv2.ROTATE_90_CLOCKWISE))[1].tobytes(), 8)
+    )
+    rc, lines, err = _run(capsys, "--source", str(path), "--headless")
+    assert rc == 0, err
+    assert lines[0]["digits"] == []
+    rc, lines, err = _run(capsys, "--source", str(path), "--headless", "--max-height", "480")
+    assert rc == 0, err
+    assert [d["digit"] for d in lines[0]["digits"]] == [4]
 
 
 def test_camera_that_does_not_open_exits_1(capsys, no_camera):

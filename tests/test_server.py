@@ -331,6 +331,20 @@ def test_detect_fast_flag(http, url, digits):
     assert r.status_code == 400 and "fast must be 0 or 1" in r.json()["error"]
 
 
+def test_detect_height_limits(http, url, digits):
+    chosen = [digits[i] for i in (0, 1, 2, 3)]
+    frame = scene(chosen)
+    everything = post(http, url, "/v1/detect", png(frame), "image/png").json()["detections"]
+    tallest = max(d["box"][3] for d in everything)
+    r = post(http, url, f"/v1/detect?max_height={tallest - 1}", png(frame), "image/png")
+    assert r.status_code == 200 and len(r.json()["detections"]) < len(everything)
+    r = post(http, url, f"/v1/detect?min_height=16&max_height={tallest + 5}", png(frame), "image/png")
+    assert r.json()["detections"] == everything
+    for bad in ("max_height=0", "min_height=-3", "max_height=1e9", "min_height=abc"):
+        r = post(http, url, f"/v1/detect?{bad}", png(frame), "image/png")
+        assert r.status_code == 400 and "whole number of pixels" in r.json()["error"], bad
+
+
 # -- the live stream (a generated clip; the browser test uses the bundled one) ----------
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, digits):
