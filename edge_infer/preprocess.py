@@ -80,21 +80,29 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
         top = float(np.iinfo(image.dtype).max)
     else:  # float pixels: alpha in 0-1, or in 0-255 like the colours
         top = 1.0 if float(np.nanmax(alpha, initial=0.0)) <= 1.0 else 255.0
-    a = np.clip(alpha.astype(np.float32) / top, 0.0, 1.0)
-    if float(a.min()) >= 1.0:
-        out = colour
-    else:
-        c = colour.astype(np.float32)
-        luma = c[:, :, 0] if gray else c @ _BGR_WEIGHTS
-        weight = float(a.sum())
-        light = weight > 0 and float((luma * a).sum()) / weight > top / 2
-        paper = 0.0 if light else top
-        out = c * a[:, :, None] + paper * (1.0 - a[:, :, None])
-        if integer:
-            out = np.rint(out).astype(image.dtype)
-        else:
-            out = out.astype(image.dtype, copy=False)
-    return np.ascontiguousarray(out[:, :, 0] if gray else out)
+    if float(alpha.min()) >= top:
+        return np.ascontiguousarray(colour[:, :, 0] if gray else colour)
+    # In bands of about a million values: a 40 MP upload as float would be 480 MB.
+    step = max(1, (1 << 20) // (image.shape[1] * image.shape[2]))
+    bands = range(0, image.shape[0], step)
+
+    def band(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a = np.clip(alpha[r : r + step].astype(np.float32) / top, 0.0, 1.0)
+        c = colour[r : r + step].astype(np.float32)
+        return a, c, (c[:, :, 0] if gray else c @ _BGR_WEIGHTS)
+
+    content = weight = 0.0
+    for r in bands:
+        a, _, luma = band(r)
+        content += float((luma * a).sum())
+        weight += float(a.sum())
+    paper = 0.0 if weight > 0 and content / weight > top / 2 else top
+    out = np.empty(colour.shape, image.dtype)
+    for r in bands:
+        a, c, _ = band(r)
+        laid = c * a[:, :, None] + paper * (1.0 - a[:, :, None])
+        out[r : r + step] = np.rint(laid) if integer else laid
+    return out[:, :, 0] if gray else out
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
