@@ -152,7 +152,7 @@ def decode_image(data: bytes) -> np.ndarray:
         if img is None:
             raise ValueError("not a decodable image (OpenCV could not read it); send a PNG or JPEG")
         if img.dtype != np.uint8:
-            img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+            img = np.right_shift(img, 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
         return flatten_alpha(img)
     if data.startswith(_PNG_SIG):
         try:

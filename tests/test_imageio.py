@@ -129,3 +129,9 @@ def test_flatten_alpha_works_in_bands():
         tracemalloc.stop()
     assert peak < out.nbytes + 32 * 2**20, f"peak {peak / 2**20:.0f} MB for a {out.nbytes / 2**20:.0f} MB result"
     assert (out[0, 0] == 255).all() and (out[1500, 1050] == 0).all()
+
+
+def test_16_bit_png_keeps_its_high_byte():
+    ramp = (np.arange(1024, dtype=np.uint16).reshape(16, 64) * 64).astype(np.uint16)
+    got = decode_image(cv2.imencode(".png", ramp)[1].tobytes())
+    assert got.dtype == np.uint8 and np.array_equal(got, (ramp >> 8).astype(np.uint8))
