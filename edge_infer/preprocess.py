@@ -32,6 +32,7 @@ MNIST_BOX = 20
 
 _WORK_SIDE = 128
 _HAT_MIN = 0.1  # polarity vote: weakest hat response that counts, as a fraction of the range
+_FINE_VOTE_SIDE = 64  # polarity vote: images this large (working pixels) also vote at 3 px
 _MIN_STROKE_PX = 24  # fewest stroke pixels a digit has at the working size
 _ZOOM_BELOW = 48  # a digit under this many working pixels in a shrunk photo gets a second look
 _BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
@@ -235,9 +236,14 @@ def _dark_ink(g: np.ndarray) -> bool:
     if sum(b <= 0.35 for b in sides) >= 3:
         return False
     kp = max(5, int(round(min(h, w) * 0.1)) | 1)
-    black_hat = _rank_filter(_rank_filter(g, kp, np.maximum), kp, np.minimum) - g
-    top_hat = g - _rank_filter(_rank_filter(g, kp, np.minimum), kp, np.maximum)
-    return float(black_hat[black_hat > _HAT_MIN].sum()) >= float(top_hat[top_hat > _HAT_MIN].sum())
+    vote = 0.0
+    # In a large image a tenth of its side is wider than the holes of a small digit
+    # (the inside of a 0 then looks like a light stroke): a 3 px scale votes too.
+    for k in (3, kp) if min(h, w) >= _FINE_VOTE_SIDE else (kp,):
+        black_hat = _rank_filter(_rank_filter(g, k, np.maximum), k, np.minimum) - g
+        top_hat = g - _rank_filter(_rank_filter(g, k, np.minimum), k, np.maximum)
+        vote += float(black_hat[black_hat > _HAT_MIN].sum()) - float(top_hat[top_hat > _HAT_MIN].sum())
+    return vote >= 0.0
 
 
 def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:

@@ -180,15 +180,19 @@ def _phone_photo(digit: np.ndarray, height: int, rng: np.random.Generator, *, de
     return cv2.cvtColor(np.clip(page, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
+@pytest.mark.parametrize("height", [200, 300])
 @pytest.mark.parametrize("desk", [False, True])
-def test_a_small_digit_in_a_whole_photo_is_read(mnist_test, rec, desk):
-    """A phone photo of a written digit, the digit a tenth of its height: found at the
-    shrunk size (the desk's edge and the noise do not swing the polarity vote), then
-    read from the full-size pixels around it."""
+@pytest.mark.parametrize("chalk", [False, True])
+def test_a_small_digit_in_a_whole_photo_is_read(mnist_test, rec, height, desk, chalk):
+    """A phone photo of a written digit, a tenth or a seventh of its height: found at
+    the shrunk size (the desk's edge, the noise and the inside of a 0 do not swing the
+    polarity vote), then read from the full-size pixels around it. ``chalk``: the
+    same photo inverted, light ink on a dark board."""
     x, y = mnist_test
     rng = np.random.default_rng(8)
-    idx = range(200, 230)
-    preds = [rec.classify(_phone_photo(x[i], 200, rng, desk=desk)) for i in idx]
+    idx = np.concatenate([np.flatnonzero(y == 0)[:15], np.arange(200, 215)])  # 0s: the largest holes
+    photos = (_phone_photo(x[i], height, rng, desk=desk) for i in idx)
+    preds = [rec.classify(255 - p if chalk else p) for p in photos]
     right = sum(p.is_digit and p.digit == y[i] for i, p in zip(idx, preds))
     assert right >= 28, [(p.digit, int(y[i])) for i, p in zip(idx, preds)]
 
