@@ -177,7 +177,8 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     Table edges, paper edges and shadows that run along a side of the image are
     not the digit; a digit in a tight crop touches a side only over a stroke's
     width. Nor are lines that cross the crop from side to side (ruled paper under
-    a digit). Needs OpenCV; without it the ink is returned unchanged.
+    a digit), nor a box drawn around it. Needs OpenCV; without it the ink is
+    returned unchanged.
     """
     cv2 = optional_module("cv2")
     if cv2 is None:
@@ -195,6 +196,16 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     # thin across (a "1" or a "7" in a tight crop spans the crop both ways)
     across = ((x <= 0) & (x + bw >= w) & (bh < 0.25 * h)) | ((y <= 0) & (y + bh >= h) & (bw < 0.25 * w))
     along_border |= across
+    # a box drawn around the digit (a form's field): a sparse outline with a sizeable
+    # mark inside it; a 0's hole holds no ink, so a 0 is never taken for a box
+    inside = (
+        (x[None, :] > x[:, None])
+        & (y[None, :] > y[:, None])
+        & (x[None, :] + bw[None, :] < x[:, None] + bw[:, None])
+        & (y[None, :] + bh[None, :] < y[:, None] + bh[:, None])
+        & (area[None, :] >= 0.15 * area[:, None])
+    )
+    along_border |= inside.any(axis=1) & (area < 0.3 * bw * bh)
     centrality = 1.0 - np.hypot((y + bh / 2 - h / 2) / h, (x + bw / 2 - w / 2) / w)
     weight = area * centrality * np.where(along_border, 0.0, 1.0)
     if not weight.any():  # only border shapes: keep what there is

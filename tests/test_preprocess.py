@@ -246,3 +246,21 @@ def test_a_ruled_line_across_a_loose_crop_is_not_part_of_the_digit(rec, mnist_te
         p = rec.classify(crop)
         right += p.is_digit and p.digit == y[i]
     assert right >= 28
+
+
+def test_a_box_drawn_around_the_digit_is_not_the_digit(rec, mnist_test):
+    """A form's field: a thin box around the digit, inside the crop. The box encloses
+    a sizeable mark and is mostly empty, so the digit inside is read, not the box."""
+    import cv2
+
+    x, y = mnist_test
+    right = 0
+    for i in range(400, 430):
+        crop = paper_digit(x[i], scale=4)
+        ys, xs = np.nonzero(x[i] > 0)
+        top, left = 16 + 4 * int(ys.min()) - 8, 16 + 4 * int(xs.min()) - 8
+        bottom, far = 16 + 4 * (int(ys.max()) + 1) + 8, 16 + 4 * (int(xs.max()) + 1) + 8
+        cv2.rectangle(crop, (left, top), (far, bottom), (60, 40, 200), 2)  # a red box
+        p = rec.classify(crop)
+        right += p.is_digit and p.digit == y[i]
+    assert right >= 27
