@@ -228,6 +228,33 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     return np.where(rim > 0, ink, 0.0).astype(np.float32)
 
 
+def _erase_ruled_lines(ink: np.ndarray, mask: np.ndarray) -> None:
+    """Zeroes, in place, thin lines that run across a loose crop through or under the digit.
+
+    A band of rows (or columns) full of ink from side to side, at most a few pixels
+    thick, is a ruled line when the rest of the ink spans under 60% of the crop across
+    it: the digit is narrower than the line. A tight crop's own bars (the top of a 5
+    or a 7) span the crop with the rest of the digit, and stay. Strokes crossing an
+    erased line keep a gap of its width; the pieces are joined again as one digit.
+    """
+    for axis in (0, 1):
+        m = mask if axis == 0 else mask.T
+        out = ink if axis == 0 else ink.T
+        n, side = m.shape
+        full = np.flatnonzero(m.sum(axis=1) >= 0.9 * side)
+        if full.size == 0:
+            continue
+        thin = max(2, int(0.08 * n))
+        for band in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1):
+            if len(band) > thin:
+                continue
+            rest = m.copy()
+            rest[band[0] : band[-1] + 1] = False
+            cols = np.flatnonzero(rest.any(axis=0))
+            if cols.size and cols[-1] - cols[0] + 1 < 0.6 * side:
+                out[band[0] : band[-1] + 1] = 0.0
+
+
 def _dark_ink(g: np.ndarray) -> bool:
     """Polarity of a crop scaled to [0, 1]: True for dark ink on light paper.
 
@@ -317,6 +344,7 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     ink = np.clip(ink / top, 0.0, 1.0)
     t = max(_otsu(ink), 0.15)
     ink[ink < t * 0.5] = 0.0
+    _erase_ruled_lines(ink, ink >= t)
     ink = _clean_components(ink >= t, ink)
     # Stretch so the stroke's core is full ink, like MNIST's saturated centres.
     core = ink[ink >= t]
