@@ -123,6 +123,21 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32, copy=False) @ _BGR_WEIGHTS
 
 
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation), from a sort of the values.
+
+    ``np.percentile`` and ``np.median`` cost 20-80 us of call overhead on a crop's few
+    thousand values, a quarter of ``to_mnist``; a sort and the same interpolation give
+    the same number."""
+    a = np.sort(values, axis=None)
+    pos = q / 100.0 * (a.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, a.size - 1)
+    t = pos - lo
+    x, y = a[lo], a[hi]  # numpy scalars: the interpolation runs in the values' own precision
+    return float(x + (y - x) * t if t < 0.5 else y - (y - x) * (1.0 - t))
+
+
 def _otsu(values: np.ndarray) -> float:
     """Otsu's threshold of values in [0, 1] (256 bins)."""
     hist = np.bincount(np.clip((values * 255).astype(np.int32), 0, 255).ravel(), minlength=256).astype(np.float64)
@@ -268,7 +283,7 @@ def _dark_ink(g: np.ndarray) -> bool:
     edge give weak ones all over a photo, which summed would outweigh a small digit.
     """
     h, w = g.shape
-    sides = [float(np.median(side)) for side in (g[0], g[-1], g[:, 0], g[:, -1])]
+    sides = [_percentile(side, 50.0) for side in (g[0], g[-1], g[:, 0], g[:, -1])]
     if sum(b >= 0.65 for b in sides) >= 3:
         return True
     if sum(b <= 0.35 for b in sides) >= 3:
@@ -334,7 +349,7 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     else:
         ink = (g - bg) / np.maximum(1.0 - bg, 0.1)
     ink = np.clip(ink, 0.0, None)
-    top = float(np.percentile(ink, 99.5)) if ink.size > 200 else float(ink.max())
+    top = _percentile(ink, 99.5) if ink.size > 200 else float(ink.max())
     if top <= 0.08 and ink.size > 200:
         # under half a percent of the pixels: a small digit on a clean page (a drawing,
         # a scan). Its strongest couple of dozen pixels set the level instead.
@@ -349,7 +364,7 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     # Stretch so the stroke's core is full ink, like MNIST's saturated centres.
     core = ink[ink >= t]
     if core.size:
-        top = float(np.percentile(core, 60))
+        top = _percentile(core, 60.0)
         if top > 0:
             ink = np.clip(ink / top, 0.0, 1.0)
     return ink.astype(np.float32, copy=False), invert

@@ -268,3 +268,13 @@ def test_a_box_drawn_around_the_digit_is_not_the_digit(rec, mnist_test):
         p = rec.classify(crop)
         right += p.is_digit and p.digit == y[i]
     assert right >= 27
+
+
+def test_percentile_is_numpys():
+    from edge_infer.preprocess import _percentile
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 86, 5591):
+        a = rng.random(n).astype(np.float32)
+        for q in (0.0, 50.0, 60.0, 99.5, 100.0):
+            assert _percentile(a, q) == float(np.percentile(a, q)), (n, q)
