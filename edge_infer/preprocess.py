@@ -243,31 +243,35 @@ def _clean_components(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
     return np.where(rim > 0, ink, 0.0).astype(np.float32)
 
 
-def _erase_ruled_lines(ink: np.ndarray, mask: np.ndarray) -> None:
+def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
     """Zeroes, in place, thin lines that run across a loose crop through or under the digit.
 
     A band of rows (or columns) full of ink from side to side, at most a few pixels
-    thick, is a ruled line when the rest of the ink spans under 60% of the crop across
-    it: the digit is narrower than the line. A tight crop's own bars (the top of a 5
-    or a 7) span the crop with the rest of the digit, and stay. Strokes crossing an
-    erased line keep a gap of its width; the pieces are joined again as one digit.
+    thick, is a ruled line (or a margin line) when the rest of the ink, all such
+    bands taken out, spans under 60% of the crop along it, or leaves a tenth of the
+    crop free at both ends: the line runs on past the digit. A tight crop's own bars
+    (the top of a 5 or a 7) end where the rest of the digit does, and stay. Strokes
+    crossing an erased line keep a gap of its width; the pieces are joined again as
+    one digit. Ink is what reaches ``level``.
     """
+    mask = ink >= level
+    bands = []
     for axis in (0, 1):
         m = mask if axis == 0 else mask.T
-        out = ink if axis == 0 else ink.T
-        n, side = m.shape
-        full = np.flatnonzero(m.sum(axis=1) >= 0.9 * side)
-        if full.size == 0:
-            continue
-        thin = max(2, int(0.08 * n))
-        for band in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1):
-            if len(band) > thin:
-                continue
-            rest = m.copy()
-            rest[band[0] : band[-1] + 1] = False
-            cols = np.flatnonzero(rest.any(axis=0))
-            if cols.size and cols[-1] - cols[0] + 1 < 0.6 * side:
-                out[band[0] : band[-1] + 1] = 0.0
+        full = np.flatnonzero(m.sum(axis=1) >= 0.9 * m.shape[1])
+        if full.size:
+            bands += [(axis, b[0], b[-1] + 1) for b in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1)]
+    bands = [b for b in bands if b[2] - b[1] <= max(2, int(0.08 * ink.shape[b[0]]))]
+    if not bands:
+        return
+    rest = mask.copy()
+    for axis, a, b in bands:
+        (rest if axis == 0 else rest.T)[a:b] = False
+    for axis, a, b in bands:
+        along = ink.shape[1 - axis]
+        on = np.flatnonzero(rest.any(axis=axis))  # where the rest of the ink lies along the line
+        if on.size and (on[-1] - on[0] + 1 < 0.6 * along or min(on[0], along - 1 - on[-1]) >= 0.1 * along):
+            (ink if axis == 0 else ink.T)[a:b] = 0.0
 
 
 def _dark_ink(g: np.ndarray) -> bool:
@@ -308,8 +312,10 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     relative to that background, so uneven light and shadows cancel out. Polarity
     comes from the border (mostly paper even in a tight crop) or, when that is
     unclear, from which thin structures hold more contrast (black-hat against
-    top-hat at a tenth of the image's side). Pixels below Otsu's threshold are zeroed;
-    with OpenCV installed, specks and shapes hugging the border are dropped.
+    top-hat at a tenth of the image's side, and at 3 px in larger images). Pixels
+    below Otsu's threshold are zeroed, and thin lines across a loose crop erased;
+    with OpenCV installed, specks, shapes hugging the border, lines from side to
+    side and a box drawn around the digit are dropped.
 
     Args:
         image: Grayscale or BGR(A) crop, any numeric dtype.
@@ -359,7 +365,7 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     ink = np.clip(ink / top, 0.0, 1.0)
     t = max(_otsu(ink), 0.15)
     ink[ink < t * 0.5] = 0.0
-    _erase_ruled_lines(ink, ink >= t)
+    _erase_ruled_lines(ink, t)
     ink = _clean_components(ink >= t, ink)
     # Stretch so the stroke's core is full ink, like MNIST's saturated centres.
     core = ink[ink >= t]
@@ -524,8 +530,10 @@ def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
 
     A ``(28, 28)`` uint8 array with dark corners is taken to be MNIST-normalised
     already and is returned unchanged; anything else (a 28x28 dark digit on white,
-    as a drawing program saves it, included) goes through polarity, threshold,
-    tight box, longest side to 20 px and centring by mass.
+    as a drawing program saves it, included) goes through :func:`ink_map` (polarity,
+    background, threshold, lines and boxes), tight box, longest side to 20 px and
+    centring by mass. A digit found small in a large photo is mapped again from the
+    full-size pixels around it.
 
     Args:
         image: Grayscale ``(h, w)`` or BGR(A) ``(h, w, 3|4)`` crop of one digit.
