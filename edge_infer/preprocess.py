@@ -66,7 +66,8 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
     dark content (ink drawn on a transparent page, a common PNG export) and black
     under light content (white strokes made for a dark page), judged by the
     content's mean luma weighted by its opacity. Simply dropping the channel would
-    show a transparent page's hidden colour, often black, under black ink.
+    show a transparent page's hidden colour, often black, under black ink. A fourth
+    channel of zeros is taken for padding (a BGRX frame), as it is dropped too.
 
     >>> page = np.zeros((1, 2, 4), np.uint8); page[0, 0, 3] = 255  # one black pixel, one clear
     >>> flatten_alpha(page)[0].tolist()
@@ -81,7 +82,8 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
         top = float(np.iinfo(image.dtype).max)
     else:  # float pixels: alpha in 0-1, or in 0-255 like the colours
         top = 1.0 if float(np.nanmax(alpha, initial=0.0)) <= 1.0 else 255.0
-    if float(alpha.min()) >= top:
+    if float(alpha.min()) >= top or not alpha.any():
+        # opaque; or a fourth byte that is all zero: padding (BGRX), not a blank clear page
         return np.ascontiguousarray(colour[:, :, 0] if gray else colour)
     # In bands of about a million values: a 40 MP upload as float would be 480 MB.
     step = max(1, (1 << 20) // (image.shape[1] * image.shape[2]))

@@ -112,6 +112,8 @@ def test_flatten_alpha_keeps_dtype_and_gray():
     assert np.array_equal(flatten_alpha(opaque), opaque[:, :, :3])
     bgr = np.zeros((2, 2, 3), np.uint8)
     assert flatten_alpha(bgr) is bgr
+    bgrx = np.dstack([np.full((2, 2, 3), 9, np.uint8), np.zeros((2, 2), np.uint8)])  # padding, not clear
+    assert np.array_equal(flatten_alpha(bgrx), bgrx[:, :, :3])
 
 
 def test_flatten_alpha_works_in_bands():

@@ -202,6 +202,7 @@ def test_gray_bgra_and_bgr_agree(rec, scenes):
     bgr = detect(rec, f)
     assert bgr
     assert detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2BGRA)) == bgr
+    assert detect(rec, np.dstack([f, np.zeros(f.shape[:2], np.uint8)])) == bgr  # BGRX: the 4th byte is padding
     gray = detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
     assert [d.digit for d in gray] == [d.digit for d in bgr]
     assert detect(rec, cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None]) == gray
