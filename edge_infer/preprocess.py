@@ -251,8 +251,10 @@ def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
     A band of rows (or columns) full of ink from side to side, at most a few pixels
     thick, is a ruled line (or a margin line) when the rest of the ink, all such
     bands taken out, spans under 60% of the crop along it, or leaves a tenth of the
-    crop free at both ends: the line runs on past the digit. A tight crop's own bars
-    (the top of a 5 or a 7) end where the rest of the digit does, and stay. Strokes
+    crop free at both ends of a band inside the crop: the line runs on past the
+    digit. A tight crop's own bars
+    (the top of a 5 or a 7) end where the rest of the digit does, and stay, as does
+    a band with less than half its ink again elsewhere (a thin 1's stem). Strokes
     crossing an erased line keep a gap of its width; the pieces are joined again as
     one digit. Ink is what reaches ``level``.
     """
@@ -263,16 +265,22 @@ def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
         full = np.flatnonzero(m.sum(axis=1) >= 0.9 * m.shape[1])
         if full.size:
             bands += [(axis, b[0], b[-1] + 1) for b in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1)]
-    bands = [b for b in bands if b[2] - b[1] <= max(2, int(0.08 * ink.shape[b[0]]))]
+    # thin, and long enough to be told from a stroke (in a 15x10 crop of a 1, its foot is a "line")
+    bands = [b for b in bands if b[2] - b[1] <= max(2, int(0.08 * ink.shape[b[0]])) and ink.shape[1 - b[0]] >= 24]
     if not bands:
         return
     rest = mask.copy()
     for axis, a, b in bands:
         (rest if axis == 0 else rest.T)[a:b] = False
+    left = int(rest.sum())
     for axis, a, b in bands:
         along = ink.shape[1 - axis]
         on = np.flatnonzero(rest.any(axis=axis))  # where the rest of the ink lies along the line
-        if on.size and (on[-1] - on[0] + 1 < 0.6 * along or min(on[0], along - 1 - on[-1]) >= 0.1 * along):
+        if 2 * left < int((mask if axis == 0 else mask.T)[a:b].sum()):
+            continue  # the band is most of the ink: a tight crop's stroke (the stem of a thin 1)
+        inner = a > 0 and b < ink.shape[axis]  # not the crop's edge, where a tight crop's foot serif lies
+        runs_on = inner and min(on[0], along - 1 - on[-1]) >= 0.1 * along if on.size else False
+        if on.size and (on[-1] - on[0] + 1 < 0.6 * along or runs_on):
             (ink if axis == 0 else ink.T)[a:b] = 0.0
 
 
