@@ -252,11 +252,10 @@ def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
     thick, is a ruled line (or a margin line) when the rest of the ink, all such
     bands taken out, spans under 60% of the crop along it, or leaves a tenth of the
     crop free at both ends of a band inside the crop: the line runs on past the
-    digit. A tight crop's own bars
-    (the top of a 5 or a 7) end where the rest of the digit does, and stay, as does
-    a band with less than half its ink again elsewhere (a thin 1's stem). Strokes
-    crossing an erased line keep a gap of its width; the pieces are joined again as
-    one digit. Ink is what reaches ``level``.
+    digit. A tight crop's own bars (the top of a 5 or a 7) end where the rest of the
+    digit does, and stay, as does a band with less than half its ink again elsewhere
+    (a thin 1's stem). Strokes crossing an erased line keep a gap of its width; the
+    pieces are joined again as one digit. Ink is what reaches ``level``.
     """
     mask = ink >= level
     bands = []
@@ -274,13 +273,13 @@ def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
         (rest if axis == 0 else rest.T)[a:b] = False
     left = int(rest.sum())
     for axis, a, b in bands:
-        along = ink.shape[1 - axis]
-        on = np.flatnonzero(rest.any(axis=axis))  # where the rest of the ink lies along the line
         if 2 * left < int((mask if axis == 0 else mask.T)[a:b].sum()):
             continue  # the band is most of the ink: a tight crop's stroke (the stem of a thin 1)
+        along = ink.shape[1 - axis]
+        on = np.flatnonzero(rest.any(axis=axis))  # where the rest of the ink lies along the line
+        narrow = on[-1] - on[0] + 1 < 0.6 * along
         inner = a > 0 and b < ink.shape[axis]  # not the crop's edge, where a tight crop's foot serif lies
-        runs_on = inner and min(on[0], along - 1 - on[-1]) >= 0.1 * along if on.size else False
-        if on.size and (on[-1] - on[0] + 1 < 0.6 * along or runs_on):
+        if narrow or (inner and min(on[0], along - 1 - on[-1]) >= 0.1 * along):
             (ink if axis == 0 else ink.T)[a:b] = 0.0
 
 
@@ -339,10 +338,15 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     return _ink_map(image, invert)[0]
 
 
+def _shrink(image: np.ndarray) -> int:
+    """The whole factor by which :func:`ink_map` shrinks ``image`` to at most 128 px a side."""
+    return max(1, int(np.ceil(max(image.shape[:2]) / _WORK_SIDE)))
+
+
 def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     """:func:`ink_map`, and the polarity it used (True: dark ink)."""
     H, W = image.shape[:2]
-    f = max(1, int(np.ceil(max(H, W) / _WORK_SIDE)))
+    f = _shrink(image)
     if f > 1:  # the digit ends up 20 px tall: finer detail than this only costs time
         g = _gray_area(image, (max(1, H // f), max(1, W // f)))
     else:
@@ -577,7 +581,7 @@ def _second_look(image: np.ndarray, ink: np.ndarray, dark: bool) -> np.ndarray:
     background estimate) is mapped again from the full-size image, with the polarity
     already decided. Otherwise, or when the second look finds no ink, ``ink`` stands.
     """
-    f = max(1, int(np.ceil(max(image.shape[:2]) / _WORK_SIDE)))  # the first look's shrink
+    f = _shrink(image)  # the first look's
     mask = ink > 0.25
     if f <= 1 or not mask.any():
         return ink
