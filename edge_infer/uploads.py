@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .preprocess import flatten_alpha
+from .imageio import decode_image
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_JSON_SIDE", "ClientError", "decode_upload", "image_size", "parse_json_image"]
 
@@ -76,8 +76,8 @@ def image_size(data: bytes) -> tuple[str, int, int]:
 def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 grayscale or BGR array, with the pixel count checked first.
 
-    JPEGs are turned upright by their EXIF orientation; transparent PNGs are laid on
-    paper by :func:`edge_infer.preprocess.flatten_alpha` (white under dark ink).
+    Decoded as image files are (:func:`edge_infer.imageio.decode_image`): JPEGs
+    upright by their EXIF orientation, transparent PNGs laid on paper, 16-bit to 8.
 
     Raises:
         ClientError: 400 undecodable, 413 more than ``max_pixels`` pixels, 415 not PNG/JPEG.
@@ -89,15 +89,10 @@ def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
         raise ClientError(400, f"the {kind.upper()} header says {w}x{h} pixels")
     if w * h > max_pixels:
         raise ClientError(413, f"image is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP limit")
-    import cv2
-
-    flags = cv2.IMREAD_COLOR if kind == "jpeg" else cv2.IMREAD_UNCHANGED
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if img is None:
-        raise ClientError(400, f"the {kind.upper()} image could not be decoded (damaged or truncated)")
-    if img.dtype == np.uint16:
-        img = np.right_shift(img, 8).astype(np.uint8)
-    return np.ascontiguousarray(flatten_alpha(img))
+    try:
+        return decode_image(data)
+    except ValueError:
+        raise ClientError(400, f"the {kind.upper()} image could not be decoded (damaged or truncated)") from None
 
 
 def parse_json_image(body: bytes) -> np.ndarray:
