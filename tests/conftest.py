@@ -85,6 +85,18 @@ def paper_digit(
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def traced_peak(fn, *args):
+    """``fn(*args)`` and the peak of the memory Python and numpy allocated during it, in bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn(*args)
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """A JPEG with an APP1 Exif segment whose only tag is Orientation, as a phone writes:
     the stored pixels are turned, the tag says how to turn them upright (3: 180 deg,

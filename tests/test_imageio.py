@@ -11,7 +11,7 @@ from edge_infer import imageio
 from edge_infer.imageio import _decode_png, decode_image, read_image
 from edge_infer.preprocess import flatten_alpha, optional_module
 
-from .conftest import with_exif_orientation
+from .conftest import traced_peak, with_exif_orientation
 
 # Which decoder reads: OpenCV (the [camera] extra), Pillow, or the built-in PNG reader.
 DECODERS = {"opencv": (), "pillow": ("cv2",), "builtin": ("cv2", "PIL")}
@@ -119,16 +119,9 @@ def test_flatten_alpha_keeps_dtype_and_gray():
 def test_flatten_alpha_works_in_bands():
     """A 12 MP transparent upload: the float work is done a band of rows at a time
     (whole, it would be about 300 MB of float32 on a Pi serving uploads)."""
-    import tracemalloc
-
     img = np.zeros((3000, 4000, 4), np.uint8)
     img[1000:2000, 1000:1100, 3] = 255  # a black bar on a clear page
-    tracemalloc.start()
-    try:
-        out = flatten_alpha(img)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = traced_peak(flatten_alpha, img)
     assert peak < out.nbytes + 32 * 2**20, f"peak {peak / 2**20:.0f} MB for a {out.nbytes / 2**20:.0f} MB result"
     assert (out[0, 0] == 255).all() and (out[1500, 1050] == 0).all()
 

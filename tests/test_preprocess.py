@@ -5,7 +5,7 @@ import pytest
 
 from edge_infer.preprocess import center_of_mass_place, ink_map, resize_area, to_mnist
 
-from .conftest import dejavu_text, paper_digit
+from .conftest import dejavu_text, paper_digit, traced_peak
 
 
 def _com(img: np.ndarray) -> tuple[float, float]:
@@ -217,16 +217,9 @@ def test_a_small_digit_drawn_on_a_big_clean_canvas_is_read(rec, side):
 def test_a_12_megapixel_photo_never_exists_as_float():
     """to_mnist shrinks a photo a band of rows at a time: a 12 MP BGR image as float32
     would be 145 MB, on a Pi serving uploads."""
-    import tracemalloc
-
     img = np.full((3024, 4032, 3), 210, np.uint8)
     img[1200:1800, 1900:1960] = 30  # a "1"
-    tracemalloc.start()
-    try:
-        out = to_mnist(img)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    out, peak = traced_peak(to_mnist, img)
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
     assert out[:, 12:16].sum() > out[:, :8].sum()  # the stroke, upright in the middle
 
