@@ -43,16 +43,29 @@ def _dark_ink(small: np.ndarray, polarity: str) -> bool:
     """True when the ink is darker than the paper (see the module docstring, step 2).
 
     Counts strong small dark features (black-hat) against strong small light ones
-    (top-hat) at quarter size; smooth shadows and gradients give neither.
+    (top-hat), 3 px across; smooth shadows and gradients give neither. The count is
+    made at half this size first, and when that is not clear (under 20 features, or
+    not 2:1) again at this size, and the two added. One size alone misleads: with
+    5 px features the paper between the strokes of 40-60 px print outvotes the
+    ink; at 3 px the strokes of bold print over 100 px are too thick to count; at
+    half size small faint digits give no features at all.
     """
     import cv2
 
     if polarity != "auto":
         return polarity == "dark"
-    k = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
-    dark = np.count_nonzero(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, k) > 20)
-    light = np.count_nonzero(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, k) > 20)
-    return bool(dark >= light)
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+    h, w = small.shape
+    dark = light = 0
+    if min(h, w) >= 6:  # an even crop halves on OpenCV's fast whole-factor path
+        half = cv2.resize(small[: h // 2 * 2, : w // 2 * 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        dark = int(np.count_nonzero(cv2.morphologyEx(half, cv2.MORPH_BLACKHAT, k) > 20))
+        light = int(np.count_nonzero(cv2.morphologyEx(half, cv2.MORPH_TOPHAT, k) > 20))
+        if dark + light >= 20 and 2 * min(dark, light) <= max(dark, light):
+            return dark > light
+    dark += int(np.count_nonzero(cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, k) > 20))
+    light += int(np.count_nonzero(cv2.morphologyEx(small, cv2.MORPH_TOPHAT, k) > 20))
+    return dark >= light
 
 
 def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:

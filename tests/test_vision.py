@@ -139,6 +139,51 @@ def test_a_label_and_its_number_give_only_the_number(rec):
     assert [n.value for n in read_numbers(rec, frame)] == ["317", "42"]
 
 
+@pytest.mark.parametrize(
+    ("font", "size", "lines", "numbers"),
+    [
+        ("DejaVuSans.ttf", 40, ["Invoice 2024", "Total 8805", "Hello World", "Kitchen 7"], ["2024", "8805", "7"]),
+        ("DejaVuSerif.ttf", 48, ["Room 317", "Week 42", "Kitchen"], ["317", "42"]),
+    ],
+)
+@pytest.mark.parametrize("inverted", [False, True], ids=["dark", "light"])
+@pytest.mark.parametrize("fast", [False, True], ids=["full", "fast"])
+def test_a_page_of_print_keeps_its_polarity(rec, font, size, lines, numbers, inverted, fast):
+    """The polarity vote on a page of 40-50 px print: counted with 5 px features only,
+    the paper between the letters' strokes outvoted the ink and the page read as
+    light ink on dark ("0 0 0 0", or nothing)."""
+    frame = _paper()
+    for i, text in enumerate(lines):
+        dejavu_text(frame, text, 20, 20 + i * int(size * 1.4), size, font=font)
+    if inverted:
+        frame = 255 - frame
+    assert [n.value for n in read_numbers(rec, frame, fast=fast)] == numbers
+
+
+def test_polarity_vote_on_print_from_small_to_bold_and_large():
+    """segment._dark_ink on pages of print, at the scales the two pipelines vote at
+    (a quarter of the frame; the fast path's half of 7/16): regular text of 40-56 px
+    and bold text up to 140 px, either polarity."""
+    from edge_infer.segment import _dark_ink
+
+    pages = [
+        ("DejaVuSans.ttf", 40, ["Invoice 2024", "Total 8805", "Hello World", "Kitchen 7"]),
+        ("DejaVuSans.ttf", 56, ["Room 317", "Week 42", "Kitchen"]),
+        ("DejaVuSerif.ttf", 48, ["Room 317", "Week 42", "Kitchen"]),
+        ("DejaVuSans-Bold.ttf", 64, ["Room 317", "Week 42", "Kitchen"]),
+        ("DejaVuSans-Bold.ttf", 140, ["BOLD", "2024"]),
+        ("DejaVuSansMono-Bold.ttf", 140, ["42", "86"]),
+    ]
+    for font, size, lines in pages:
+        page = _paper()
+        for i, text in enumerate(lines):
+            dejavu_text(page, text, 20, 20 + i * int(size * 1.4), size, font=font)
+        gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
+        for side in (160, 140):
+            small = cv2.resize(gray, (side, side * 3 // 4), interpolation=cv2.INTER_AREA)
+            assert _dark_ink(small, "auto") and not _dark_ink(255 - small, "auto"), (font, size, side)
+
+
 def test_letters_and_symbols_are_not_digits(rec):
     crops = []
     for ch in "AEHKMNRWXaekmwx#&@":
