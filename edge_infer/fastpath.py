@@ -36,31 +36,36 @@ _FILL = (0.1, 0.75)  # ink share of a digit's box
 _OFFSET = 10  # adaptive threshold: ink is this many gray levels beyond the local mean
 
 
-def _crop_batch(src: np.ndarray, masked: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+def _crop_batch(ink: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
     """The marks' boxes -> an ``(N, 28, 28)`` uint8 batch of MNIST-style crops.
 
-    ``src`` is the working frame with dark ink, ``masked`` the same with every pixel
-    off the ink set to white. In each box the darkest pixel maps to 255 and the
-    lightest (paper) to 0, kept on the mask: white maps to 0 or below (saturated to
-    0), so one ``addWeighted`` call does map and mask. Then the longest side goes to
-    20 px and the centre of mass (from OpenCV's moments) to the middle, placed by
+    ``ink`` is the working frame's ink strength (how far a pixel is from white
+    towards the ink's side), zero off the ink mask. In each box it is scaled so the
+    strongest ink is 255: one ``convertScaleAbs`` call, no offset, so the mask's
+    zeros stay zero. Then the longest side goes to 20 px and the centre of mass
+    (from OpenCV's moments) to the middle, placed by
     :func:`edge_infer.preprocess.center_of_mass_place` straight into the batch.
+
+    Ink is measured from white, not from the box's own paper level: one call per
+    box instead of two, about 4% of the frame's time. On a page darker than white
+    a stroke's soft edge comes out a little stronger than in MNIST: on the 310
+    development, benchmark and test scenes, recall and precision fall by at most
+    0.006 against the paper-level map.
 
     One loop with the OpenCV functions bound locally: a frame has a dozen or more
     boxes, and a helper call per box cost about a tenth of this stage.
     """
     import cv2
 
-    minmax, weighted, resize, moments = cv2.minMaxLoc, cv2.addWeighted, cv2.resize, cv2.moments
+    minmax, scale, resize, moments = cv2.minMaxLoc, cv2.convertScaleAbs, cv2.resize, cv2.moments
     area, linear = cv2.INTER_AREA, cv2.INTER_LINEAR
     crops = np.zeros((len(boxes), MNIST_SIZE, MNIST_SIZE), np.uint8)
     for crop, (x, y, w, h) in zip(crops, boxes):
-        darkest, paper, _, _ = minmax(src[y : y + h, x : x + w])
-        span = paper - darkest if paper - darkest > 1.0 else 1.0
-        g = masked[y : y + h, x : x + w]
-        ink = weighted(g, -255.0 / span, g, 0.0, 255.0 * paper / span)
+        g = ink[y : y + h, x : x + w]
+        strongest = minmax(g)[1]
+        mapped = scale(g, None, 255.0 / strongest if strongest > 1.0 else 255.0, 0.0)
         s = MNIST_BOX / (h if h > w else w)
-        small = resize(ink, (round(w * s) or 1, round(h * s) or 1), interpolation=area if s < 1 else linear)
+        small = resize(mapped, (round(w * s) or 1, round(h * s) or 1), interpolation=area if s < 1 else linear)
         m = moments(small)
         if m["m00"]:
             center_of_mass_place(small, centre=(m["m01"] / m["m00"], m["m10"] / m["m00"]), out=crop)
@@ -182,12 +187,10 @@ def detect_fast(
         near = (overlap >= 0.5 * np.minimum(c[..., 3], m[..., 3])) & (gap <= 0.6 * np.maximum(c[..., 3], m[..., 3]))
         near = near.any(axis=1)
         line = [marks[i] for i in np.flatnonzero(near).tolist()]
-    # Gray levels, not the bare mask: MNIST strokes have soft edges. Off the mask the
-    # pixels are set to white once per frame, so that one call per box maps and masks.
-    # (addWeighted rounds a few pixels in 10,000 one level away from a separate
-    # convertScaleAbs + bitwise_and; the detections on 150 frames are the same.)
-    src = frame if dark else cv2.bitwise_not(frame)
-    crops = _crop_batch(src, cv2.bitwise_or(src, cv2.bitwise_not(ink)), cands)
+    # Gray levels, not the bare mask: MNIST strokes have soft edges. The mask is
+    # applied once per frame, so that one call per box scales.
+    strength = cv2.bitwise_not(frame) if dark else frame
+    crops = _crop_batch(cv2.bitwise_and(strength, ink), cands)
     t2 = time.perf_counter()
     preds = rec.classify_batch(crops)
     t3 = time.perf_counter()
