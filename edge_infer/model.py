@@ -9,7 +9,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -233,6 +233,34 @@ class Model:
                     interp.invoke()
                     out.append(interp.get_tensor(self.output.index))
                 return np.concatenate(out, axis=0)
+            except RuntimeError as e:
+                raise EdgeInferError(
+                    f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}"
+                ) from e
+
+    def invoke_filled(self, n: int, fill: Callable[[np.ndarray], object]) -> np.ndarray | None:
+        """Runs a batch of ``n`` that ``fill`` writes straight into the input tensor.
+
+        One copy fewer than :meth:`invoke`. ``fill`` gets a view of the input tensor,
+        shaped ``(n, *input.shape[1:])``, and must not keep it (the interpreter will
+        not run while a view of its memory is alive).
+
+        Returns:
+            The raw first output, as :meth:`invoke`; None, having run nothing, when
+            the batch cannot be resized to ``n`` (use :meth:`invoke` then).
+        """
+        with self._lock:
+            interp = self._interp()
+            try:
+                if not self._set_batch(interp, n):
+                    return None
+                view = interp.tensor(self.input.index)()
+                try:
+                    fill(view)
+                finally:
+                    del view
+                interp.invoke()
+                return interp.get_tensor(self.output.index)
             except RuntimeError as e:
                 raise EdgeInferError(
                     f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}"

@@ -36,9 +36,11 @@ class Prediction:
     """
 
     # All fields in one tuple: a prediction is made per digit, just after an invoke,
-    # and one slot write costs a fraction of five.
+    # and one slot write costs a fraction of five. The scores are a list of floats,
+    # or (for 8-bit model outputs) the raw bytes as ranks and the rank -> probability
+    # table, turned into floats only when read.
     __slots__ = ("_fields", "_scores")
-    _fields: tuple[int, float, bool, float, list[float]]  # digit, score, is_digit, reject_score, scores
+    _fields: tuple[int, float, bool, float, list[float] | tuple[bytes, list[float]]]
     _scores: np.ndarray  # unset until scores is first read
 
     def __init__(
@@ -73,10 +75,14 @@ class Prediction:
         try:
             return self._scores
         except AttributeError:  # first read; two threads may both build it, harmlessly
-            s = np.array(self._fields[4], np.float32)
+            s = np.array(self._values(), np.float32)
             s.flags.writeable = False
             _set(self, "_scores", s)
             return s
+
+    def _values(self) -> list[float]:
+        v = self._fields[4]
+        return list(map(v[1].__getitem__, v[0])) if isinstance(v, tuple) else v
 
     def __eq__(self, other: object) -> bool:
         return self._fields[:4] == other._fields[:4] if type(other) is Prediction else NotImplemented
@@ -95,11 +101,13 @@ class Prediction:
         raise FrozenInstanceError(f"Prediction is read-only: cannot delete {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        d, s, ok, r, values = self._fields
-        return (Prediction, (d, s, values, ok, r))
+        d, s, ok, r, _ = self._fields
+        return (Prediction, (d, s, self._values(), ok, r))
 
 
 _new = object.__new__
+_TOP_BIT = np.int8(-128)  # 0x80 as int8: XOR with it is "minus 128" for uint8 pixels read as int8
+_FILL_MIN = 2  # batches from this size on are written straight into the input tensor
 _set = object.__setattr__
 _put_fields = Prediction.__dict__["_fields"].__set__  # the slot's own setter
 
@@ -223,13 +231,29 @@ class DigitRecognizer:
         self._lut = spec.quantize(levels) if spec.quantized else levels.astype(spec.dtype)
         # For 8-bit inputs, the same look-up as a bytes.translate table.
         self._translate = self._lut.view(np.uint8).tobytes() if self._lut.dtype.itemsize == 1 else None
+        # The usual int8 input is the pixel minus 128, i.e. the pixel with its top bit
+        # flipped: a batch then goes into the input tensor with one numpy XOR.
+        self._flips = self._lut.dtype == np.int8 and self._translate == bytes(v ^ 0x80 for v in range(256))
         # Raw output byte -> probability, for 8-bit outputs, as Python floats: turning
         # a few raw bytes into predictions then takes plain Python, which (unlike
         # numpy calls just after an invoke) runs cache-warm.
         out = self.model.output
         self._out_table: list[float] | None = None
+        # The same as a rank: raw byte -> the rank of its probability (int8 outputs:
+        # the byte with its top bit flipped), and rank -> probability. Ranked bytes
+        # give the best digit with bytes' own max and index, and the scores stay bytes
+        # until read.
+        self._out_rank: bytes | None = None
+        self._by_rank: list[float] = []
         if out.dtype.itemsize == 1:
-            self._out_table = out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype)).tolist()
+            values = out.dequantize(np.arange(256, dtype=np.uint8).view(out.dtype))
+            self._out_table = values.tolist()
+            order = np.argsort(values, kind="stable")
+            if np.all(np.diff(values[order]) > 0):  # one probability per byte (scale > 0)
+                rank = np.empty(256, np.uint8)
+                rank[order] = np.arange(256, dtype=np.uint8)
+                self._out_rank = rank.tobytes()
+                self._by_rank = values[order].tolist()
         self._slots = [_Slot(m, self._lut.dtype, self._item_shape) for m in models]
         self._pool: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in self._slots:
@@ -251,9 +275,11 @@ class DigitRecognizer:
     def _invoke(self, mnist: np.ndarray, raw: bytes | None = None) -> np.ndarray:
         """A (28, 28) or (N, 28, 28) uint8 array -> the raw output, one invoke.
 
-        The pixels go into the slot's buffer with ``bytes.translate`` for 8-bit
-        inputs (the usual int8 input is the pixel minus 128): numpy calls just after
-        an invoke run cache-cold (5-10 us each), plain CPython calls much less so.
+        A batch for the usual int8 input (the pixel minus 128) is written into the
+        interpreter's input tensor by one numpy XOR (:meth:`Model.invoke_filled`): no
+        copy of its own, no ``set_tensor`` copy. One digit, and other 8-bit inputs,
+        go into the slot's buffer with ``bytes.translate``: for 784 bytes that is
+        cheaper than any numpy call just after an invoke, which runs cache-cold.
         ``raw`` is ``mnist.tobytes()`` when the caller has it already.
         """
         n = 1 if mnist.ndim == 2 else mnist.shape[0]
@@ -261,6 +287,11 @@ class DigitRecognizer:
         slot = self._slots[0] if one else self._pool.get()  # one interpreter: no pool hop
         try:
             with slot.lock:
+                if n >= _FILL_MIN and self._flips:
+                    flipped = mnist.reshape((n, *self._item_shape)).view(np.int8)
+                    got = slot.model.invoke_filled(n, lambda view: np.bitwise_xor(flipped, _TOP_BIT, out=view))
+                    if got is not None:
+                        return got
                 if slot.n != n:
                     slot.resize(n)
                 if self._translate is not None:
@@ -275,18 +306,36 @@ class DigitRecognizer:
     def _predictions(self, raw: np.ndarray, n: int) -> list[Prediction]:
         """The raw output of ``n`` crops -> predictions.
 
-        For 8-bit outputs: one ``tobytes`` and table look-ups in plain Python.
-        ``scores`` arrays are built only when asked for.
+        For 8-bit outputs: one ``tobytes``, one ``translate`` to ranks, and plain
+        Python on bytes. ``scores`` are turned into floats only when asked for.
         """
         c = self._classes
+        new, put = _new, _put_fields
+        out = []
+        if self._out_rank is not None:  # ranks: max and index on bytes, scores kept as bytes
+            b = raw.tobytes().translate(self._out_rank)
+            tbl = self._by_rank
+            if c == 11:
+                for o in range(0, n * c, c):
+                    row = b[o : o + 10]
+                    t, rejected = max(row), b[o + 10]
+                    p = new(Prediction)  # no __init__: the values are ready
+                    put(p, (row.index(t), tbl[t], rejected <= t, tbl[rejected], (b[o : o + 11], tbl)))
+                    out.append(p)
+            else:
+                for o in range(0, n * c, c):
+                    row = b[o : o + 10]
+                    t = max(row)
+                    p = new(Prediction)
+                    put(p, (row.index(t), tbl[t], True, 0.0, (row, tbl)))
+                    out.append(p)
+            return out
         table = self._out_table
         if table is None:
             flat = self.model.output.dequantize(raw).ravel().tolist()
         else:
             flat = list(map(table.__getitem__, raw.tobytes()))
         reject = self.has_reject_class
-        new, put = _new, _put_fields
-        out = []
         for o in range(0, n * c, c):
             top = max(flat[o : o + 10])
             digit = flat.index(top, o, o + 10) - o  # index: the first maximum, as argmax

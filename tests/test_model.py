@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_infer import ModelError, load_model, read_manifest, shipped_model_path
+from edge_infer import EdgeInferError, ModelError, load_model, read_manifest, shipped_model_path
 from edge_infer.model import ModelNotFoundError
 
 
@@ -57,6 +57,26 @@ def test_batch_resize_equals_one_at_a_time(model, mnist_test):
     singles = np.concatenate([model.invoke(raw[i : i + 1]) for i in range(12)])
     assert model.batch_resizable is True
     assert np.array_equal(batched, singles)
+
+
+def test_invoke_filled_writes_the_input_tensor_in_place(mnist_test):
+    x, _ = mnist_test
+    with load_model() as m:
+        raw = m.input.quantize(x[:7, :, :, None].astype(np.float32) / 255.0)
+        seen = []
+
+        def fill(view):
+            seen.append((view.shape, view.dtype, view.flags.writeable))
+            view[...] = raw
+
+        assert np.array_equal(m.invoke_filled(7, fill), m.invoke(raw))
+        assert seen == [((7, 28, 28, 1), np.int8, True)]
+        with pytest.raises(EdgeInferError, match="reference to internal data"):  # a view kept: refused, clearly
+            m.invoke_filled(7, lambda view: seen.append(view))
+        seen.clear()
+        assert np.array_equal(m.invoke(raw), m.invoke(raw))  # usable again once the view is gone
+        m._resizable = False  # as a fixed-batch model (an Edge TPU's)
+        assert m.invoke_filled(3, fill) is None and len(seen) == 0  # nothing run: the caller falls back
 
 
 def test_xnnpack_off_gives_the_same_answers(mnist_test):

@@ -50,6 +50,32 @@ def test_prediction_is_read_only_comparable_and_picklable(rec, mnist_test):
     assert f"digit={p.digit}" in repr(p) and "scores" not in repr(p)
 
 
+@pytest.mark.parametrize("model", [None, "digits10"])
+def test_predictions_from_ranked_bytes_equal_the_float_path(model):
+    """_predictions reads 8-bit outputs as ranks (max and index on bytes); the answers,
+    ties included, equal argmax and dequantised floats, and the scores read back in full."""
+    import pickle
+
+    with DigitRecognizer(DIGITS10 if model else None) as r:
+        assert r._out_rank is not None
+        c = r.model.output.shape[-1]
+        rng = np.random.default_rng(3)
+        raw = rng.integers(-128, 128, (400, c)).astype(r.model.output.dtype)
+        raw[:100, 3] = raw[:100, 7] = 127  # ties for the best digit: the first wins, as argmax
+        raw[100:150] = -128  # all equal
+        if c == 11:
+            raw[150:200, 10] = raw[150:200, :10].max(axis=1)  # "not a digit" tied with the best digit
+        got = r._predictions(raw, len(raw))
+        values = r.model.output.dequantize(raw)
+        for p, v in zip(got, values):
+            assert p.digit == int(np.argmax(v[:10])) and p.score == pytest.approx(float(v[:10].max()), abs=0)
+            assert p.reject_score == (float(v[10]) if c == 11 else 0.0)
+            assert p.is_digit == (c == 10 or bool(v[10] <= v[:10].max()))
+            assert np.array_equal(p.scores, v.astype(np.float32))
+        assert pickle.loads(pickle.dumps(got[0])) == got[0]
+        assert np.array_equal(pickle.loads(pickle.dumps(got[5])).scores, got[5].scores)
+
+
 def test_classify_batch_equals_classify(rec, mnist_test):
     x, _ = mnist_test
     batch = rec.classify_batch(x[:12])
