@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
-from .segment import _dark_ink
+from .segment import _dark_ink, _halve
 
 if TYPE_CHECKING:
     from .recognizer import Detection, DigitRecognizer
@@ -149,8 +149,7 @@ def detect_fast(
     # polarity reads no pixels, so it gets the frame as it is
     half = frame
     if polarity == "auto" and min(frame.shape) >= 2:
-        h2, w2 = frame.shape[0] // 2, frame.shape[1] // 2  # an even crop: OpenCV's fast whole-factor path
-        half = cv2.resize(frame[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+        half = _halve(frame)
     dark = _dark_ink(half, polarity)
     lo_h, hi_h = min_h * s, max_h * s
     block = 2 * max(3, round(0.9 * lo_h)) + 1  # the window spans a small digit

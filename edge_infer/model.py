@@ -205,6 +205,9 @@ class Model:
         self._resizable = True
         return True
 
+    def _run_failed(self, e: RuntimeError) -> EdgeInferError:
+        return EdgeInferError(f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}")
+
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """Runs raw input of the model's dtype; returns the raw first output.
 
@@ -234,9 +237,7 @@ class Model:
                     out.append(interp.get_tensor(self.output.index))
                 return np.concatenate(out, axis=0)
             except RuntimeError as e:
-                raise EdgeInferError(
-                    f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}"
-                ) from e
+                raise self._run_failed(e) from e
 
     def invoke_filled(self, n: int, fill: Callable[[np.ndarray], object]) -> np.ndarray | None:
         """Runs a batch of ``n`` that ``fill`` writes straight into the input tensor.
@@ -262,9 +263,7 @@ class Model:
                 interp.invoke()
                 return interp.get_tensor(self.output.index)
             except RuntimeError as e:
-                raise EdgeInferError(
-                    f"model {self.path.name} failed to run on {self.delegate}: {str(e).strip()}"
-                ) from e
+                raise self._run_failed(e) from e
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Runs the model on float or raw input and returns float32 outputs.

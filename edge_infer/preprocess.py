@@ -338,7 +338,7 @@ def ink_map(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     return _ink_map(image, invert)[0]
 
 
-def _shrink(image: np.ndarray) -> int:
+def _work_factor(image: np.ndarray) -> int:
     """The whole factor by which :func:`ink_map` shrinks ``image`` to at most 128 px a side."""
     return max(1, int(np.ceil(max(image.shape[:2]) / _WORK_SIDE)))
 
@@ -346,7 +346,7 @@ def _shrink(image: np.ndarray) -> int:
 def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     """:func:`ink_map`, and the polarity it used (True: dark ink)."""
     H, W = image.shape[:2]
-    f = _shrink(image)
+    f = _work_factor(image)
     if f > 1:  # the digit ends up 20 px tall: finer detail than this only costs time
         g = _gray_area(image, (max(1, H // f), max(1, W // f)))
     else:
@@ -581,7 +581,7 @@ def _second_look(image: np.ndarray, ink: np.ndarray, dark: bool) -> np.ndarray:
     background estimate) is mapped again from the full-size image, with the polarity
     already decided. Otherwise, or when the second look finds no ink, ``ink`` stands.
     """
-    f = _shrink(image)  # the first look's
+    f = _work_factor(image)  # the first look's
     mask = ink > 0.25
     if f <= 1 or not mask.any():
         return ink

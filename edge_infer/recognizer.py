@@ -106,10 +106,10 @@ class Prediction:
 
 
 _new = object.__new__
-_TOP_BIT = np.int8(-128)  # 0x80 as int8: XOR with it is "minus 128" for uint8 pixels read as int8
-_FILL_MIN = 2  # batches from this size on are written straight into the input tensor
 _set = object.__setattr__
 _put_fields = Prediction.__dict__["_fields"].__set__  # the slot's own setter
+_TOP_BIT = np.int8(-128)  # 0x80 as int8: XOR with it is "minus 128" for uint8 pixels read as int8
+_FILL_MIN = 2  # batches from this size on are written straight into the input tensor
 
 
 @dataclass(frozen=True)
