@@ -27,7 +27,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["edge_infer", "edge_infer.*"]),
-    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*", "web/*.html"]},
+    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"], "edge_infer.apps.serve": ["web/*.html"]},
     include_package_data=False,
     install_requires=[
         f"numpy>=1.23; {LITERT}",
@@ -45,7 +45,7 @@ setup(
         ],
         "test": ["pytest>=7", "pillow>=9", "requests>=2.28"],
     },
-    entry_points={"console_scripts": ["edge-infer = edge_infer.cli:main"]},
+    entry_points={"console_scripts": ["edge-infer = edge_infer.apps.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.9",

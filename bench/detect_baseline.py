@@ -1,6 +1,6 @@
 """The benchmark's scene set and its baseline detector.
 
-Two things the ``detect`` section of ``edge-infer bench`` needs from a checkout:
+Two things the ``detect`` section of ``python -m bench`` needs from a checkout:
 
 * :func:`load_scenes`: 640x480 frames with about a dozen digits each, drawn by
   ``tests/scenes.py`` from MNIST test digits and fonts (seeds from 10,000, the
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from edge_infer import DigitRecognizer
-    from edge_infer.runtime import get_backend
+    from edge_infer.runtime.backend import get_backend
 
     s = load_scenes(a.frames, mnist_path=a.mnist)
     with DigitRecognizer(delegate="cpu", num_threads=1) as rec:

@@ -135,8 +135,8 @@ def run_fuzz(
 ) -> dict:
     """Runs the fuzz campaign and returns counts per outcome (and per damage kind)."""
     import edge_infer  # noqa: F401  (imported before forking so children start fast)
-    from edge_infer.model import shipped_model_path
-    from edge_infer.runtime import get_backend
+    from edge_infer.runtime.backend import get_backend
+    from edge_infer.runtime.model import shipped_model_path
 
     get_backend()
     src = shipped_model_path()

@@ -158,7 +158,7 @@ def run_clients(
 
 def in_process(model: str | None, bodies: list[tuple[bytes, int]], n: int, deadline: float) -> dict[str, Any]:
     from edge_infer import DigitRecognizer
-    from edge_infer.uploads import decode_upload
+    from edge_infer.apps.serve.uploads import decode_upload
 
     images = [decode_upload(b) for b, _ in bodies]
     out: dict[str, Any] = {}
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_mnist(download=False)
     pngs = [paper_png(data.x_test[i]) for i in range(64)]
     from edge_infer import DigitRecognizer
-    from edge_infer.uploads import decode_upload
+    from edge_infer.apps.serve.uploads import decode_upload
 
     # HTTP answers are checked against this process's answer for the same bytes (same model, same
     # code): any difference is a fault of the service (e.g. interpreters mixed up under load)

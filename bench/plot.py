@@ -1,4 +1,4 @@
-"""``edge-infer bench --plot``: the ratios of one run as a PNG, drawn with OpenCV (no matplotlib).
+"""``python -m bench --plot``: the ratios of one run as a PNG, drawn with OpenCV (no matplotlib).
 
 One horizontal bar per row that has a baseline: its ratio on a log scale, the
 quartiles of the per-round ratios as a whisker, the baseline (1.0) as a line,
@@ -31,7 +31,7 @@ def _x(r: float) -> int:
 
 
 def draw(result: dict[str, Any], path: str | Path) -> None:
-    """Writes the PNG for a result dict of ``edge-infer bench``."""
+    """Writes the PNG for a result dict of ``python -m bench``."""
     import cv2
 
     lines: list[tuple[str, str, dict[str, Any] | None]] = []

@@ -4,7 +4,7 @@
 ``python bench/scenes_bench.py [--frames 400] [--model M]`` draws frames with the
 scene generator of the tests (tests/scenes.py: MNIST *test* digits and printed
 digits on paper, perspective, blur, noise, light, shadows, JPEG; sometimes grids,
-rules, words, inverted), runs :func:`edge_infer.vision.detect` on each and
+rules, words, inverted), runs :func:`edge_infer.detect.detect` on each and
 matches the detections to the truth (same digit, IoU >= 0.5 or each centre in
 the other box).
 
@@ -32,9 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_infer import DigitRecognizer  # noqa: E402
-from edge_infer.sysmem import keep_freed_memory  # noqa: E402
-from edge_infer.vision import detect  # noqa: E402
+from edge_infer import DetectStats, DigitRecognizer  # noqa: E402
+from edge_infer.detect import detect  # noqa: E402
+from edge_infer.runtime.sysmem import keep_freed_memory  # noqa: E402
 from tests.scenes import make_scene, match  # noqa: E402
 
 BENCH_SEED = 10_000
@@ -59,10 +59,10 @@ def run(frames: int, seed: int, model: str | None, min_score: float, fast: bool 
         for _ in range(3):
             detect(rec, scenes[0].frame, min_score=min_score, fast=fast)
         for sc in scenes:
-            t: dict[str, float] = {}
-            dets = detect(rec, sc.frame, min_score=min_score, fast=fast, timings=t)
-            for k in stages:
-                times[k].append(t[k])
+            t = DetectStats()
+            dets = detect(rec, sc.frame, min_score=min_score, fast=fast, stats=t)
+            for k, v in t.as_dict().items():
+                times[k].append(v)
             r = match(dets, sc.digits)
             tp, fp, fn = tp + r.tp, fp + r.fp, fn + r.fn
             if "text" not in sc.distractors:

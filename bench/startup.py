@@ -1,4 +1,4 @@
-"""Process start-up for ``edge-infer bench``: fresh processes, time to a first answer and peak RSS.
+"""Process start-up for ``python -m bench``: fresh processes, time to a first answer and peak RSS.
 
 Each child is a new Python process that times, from its first line, the import,
 the model load and one answer on one digit, and reports its own peak resident
@@ -156,7 +156,7 @@ def measure(
             [str(package_dir), str(root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
         ),
     )
-    from edge_infer.model import shipped_model_path
+    from edge_infer.runtime.model import shipped_model_path
 
     model_arg = "" if model == shipped_model_path() else repr(str(model))
     codes = {

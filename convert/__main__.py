@@ -254,9 +254,8 @@ def _run(a: argparse.Namespace) -> int:
         import convert.report
         import convert.train  # noqa: F401
         import edge_infer
-        import edge_infer.model
         import edge_infer.recognizer
-        import edge_infer.runtime  # noqa: F401
+        import edge_infer.runtime.backend  # noqa: F401
 
     a.out.mkdir(parents=True, exist_ok=True)
     data = load_mnist(a.data)

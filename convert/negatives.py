@@ -2,7 +2,7 @@
 
 Each negative is drawn as dark ink on light paper at a random size (glyph about
 20-120 px tall), stroke weight, slant and small rotation, with blur, an uneven
-paper tone and sensor noise, and then goes through :func:`edge_infer.preprocess.to_mnist`,
+paper tone and sensor noise, and then goes through :func:`edge_infer.image.preprocess.to_mnist`,
 the very normalisation the runtime applies to a crop before the model sees it.
 The renderer is :mod:`convert.render`, shared with the printed digits of
 :mod:`convert.printed`, so positives and negatives differ only in their shapes.
@@ -224,7 +224,7 @@ def make_negatives(
 
     Returns:
         uint8 ``(n, 28, 28)``: white ink on black, longest side 20 px, centred by
-        mass, as :func:`edge_infer.preprocess.to_mnist` lays out a crop.
+        mass, as :func:`edge_infer.image.preprocess.to_mnist` lays out a crop.
 
     Raises:
         ValueError: ``n`` is negative.

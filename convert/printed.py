@@ -9,7 +9,7 @@ Each crop is one digit drawn by :mod:`convert.render`, the very renderer of the
 negatives: a TrueType face (six in ten, when Hershey is on) or an OpenCV Hershey face
 (four in ten; script faces excluded), the same elastic wobble, slant, small rotation,
 stroke weight, size of 20-120 px, uneven paper, blur and noise, then
-:func:`edge_infer.preprocess.to_mnist`. Positives and negatives so differ only in
+:func:`edge_infer.image.preprocess.to_mnist`. Positives and negatives so differ only in
 what they show, not in how they were drawn.
 
 TrueType fonts are the Liberation family (Sans, Serif, Mono, Sans Narrow; regular,
@@ -93,7 +93,7 @@ def make_printed(
 
     Returns:
         ``(images, labels)``: uint8 ``(n, 28, 28)``, white ink on black, longest side
-        20 px, centred by mass, as :func:`edge_infer.preprocess.to_mnist` lays out a
+        20 px, centred by mass, as :func:`edge_infer.image.preprocess.to_mnist` lays out a
         crop; uint8 ``(n,)`` digits 0-9.
 
     Raises:

@@ -9,7 +9,7 @@ A glyph is first an ink mask (float32 in [0, 1], tight box) from a TrueType font
 wobble so it looks hand-drawn); :func:`photograph` turns the mask into a grayscale
 photo (slant, small rotation, stroke weight, a size of 20-120 px, uneven paper,
 blur, noise); :func:`ink_crop` then normalises it with
-:func:`edge_infer.preprocess.to_mnist` (dark ink, as the frame path finds it), as the
+:func:`edge_infer.image.preprocess.to_mnist` (dark ink, as the frame path finds it), as the
 runtime does with every crop.
 
 Fonts: Liberation (``/usr/share/fonts/truetype/liberation``) plus any extra
@@ -202,14 +202,14 @@ def photograph(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def ink_crop(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """Photograph ``mask`` and normalise it as the runtime does: uint8 ``(28, 28)``, white on black.
 
-    The normalisation is :func:`edge_infer.preprocess.to_mnist` told that the ink is
+    The normalisation is :func:`edge_infer.image.preprocess.to_mnist` told that the ink is
     dark (``invert=True``), as in a camera frame whose polarity is decided from the
     whole frame; a tight crop of a bold glyph alone can fool to_mnist's own guess.
 
     Returns None (drawing nothing from ``rng``) when the mask is empty or faint, and None
     when nothing is left after normalisation: the caller draws another glyph.
     """
-    from edge_infer.preprocess import to_mnist
+    from edge_infer.image.preprocess import to_mnist
 
     if mask.size == 0 or mask.max() < 0.3:
         return None

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFoundError",
+    "ClientError",
     "DelegateUnavailableError",
     "EdgeInferError",
     "ModelError",
+    "ModelNotFoundError",
+    "SourceError",
+    "StreamBusyError",
 ]
 
 
@@ -29,3 +33,23 @@ class DelegateUnavailableError(EdgeInferError, RuntimeError):
 
 class ModelError(EdgeInferError, ValueError):
     """A model file is missing, damaged, or not the kind of model expected."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """The model file does not exist."""
+
+
+class SourceError(EdgeInferError, RuntimeError):
+    """A camera or video source that does not open or stops giving frames."""
+
+
+class StreamBusyError(EdgeInferError, RuntimeError):
+    """No room for another live-stream viewer (or the stream is closing): try again later."""
+
+
+class ClientError(EdgeInferError, ValueError):
+    """A request the client got wrong: answered with ``status`` and a JSON message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

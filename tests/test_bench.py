@@ -1,4 +1,4 @@
-"""`edge-infer bench --quick` runs end to end and writes every section (no timing asserts)."""
+"""`python -m bench --quick` runs end to end and writes every section (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ def quick_run(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "edge_infer",
             "bench",
             "--quick",
             "--json",
@@ -68,14 +67,16 @@ def test_quick_bench_prints_the_tables(quick_run):
 
 
 def test_bench_imports_nothing_heavy():
-    code = "import edge_infer.bench, sys; print(sorted(m for m in ('cv2', 'tensorflow', 'ai_edge_litert') if m in sys.modules))"
+    code = (
+        "import bench.suite, sys; print(sorted(m for m in ('cv2', 'tensorflow', 'ai_edge_litert') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_bad_section_is_a_usage_error():
     r = subprocess.run(
-        [sys.executable, "-m", "edge_infer", "bench", "--only", "nonsense"],
+        [sys.executable, "-m", "bench", "--only", "nonsense"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -87,9 +88,9 @@ def test_bad_section_is_a_usage_error():
 def test_float_timing_twin_is_used_only_with_the_int8_models_graph():
     from types import SimpleNamespace
 
-    from edge_infer.bench import BUNDLED_FLOAT, _bundled_float
-    from edge_infer.model import shipped_model_path
-    from edge_infer.runtime import get_backend
+    from bench.suite import BUNDLED_FLOAT, _bundled_float
+    from edge_infer.runtime.backend import get_backend
+    from edge_infer.runtime.model import shipped_model_path
 
     shipped = shipped_model_path()
     ctx = SimpleNamespace(backend=get_backend(), content=shipped.read_bytes(), model_path=shipped)
@@ -102,7 +103,7 @@ def test_float_timing_twin_is_used_only_with_the_int8_models_graph():
 
 
 def test_machine_info_names_the_cpu_features_that_pick_the_kernels():
-    from edge_infer.benchkit import SIMD_FEATURES, machine_info
+    from bench.kit import SIMD_FEATURES, machine_info
 
     info = machine_info()
     assert set(info["simd"]) <= set(SIMD_FEATURES)

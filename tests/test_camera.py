@@ -1,4 +1,4 @@
-"""edge_infer.camera: the demo app on the sample clip, videos, images, folders and failing cameras."""
+"""edge_infer.apps.camera: the demo app on the sample clip, videos, images, folders and failing cameras."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from edge_infer import camera
-from edge_infer.cli import main
+from edge_infer.apps import camera
+from edge_infer.apps.cli import main
 
 from .scenes import make_scene
 
@@ -161,7 +161,7 @@ def test_camera_that_stops_giving_frames_exits_1(capsys, monkeypatch, mnist_test
 
 def test_annotate_draws_on_a_copy(mnist_test):
     from edge_infer import Detection
-    from edge_infer.vision import group_numbers
+    from edge_infer.detect import group_numbers
 
     frame = make_scene(30_020, mnist_test).frame
     dets = [Detection((100, 100, 30, 40), 4, 0.99), Detection((135, 100, 30, 40), 2, 0.97)]

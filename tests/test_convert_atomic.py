@@ -14,23 +14,26 @@ from convert.atomic import atomic_dir, atomic_open, write_bytes, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A writer that streams 64 MiB into an atomic file, slowly, announcing when it has begun.
+# A writer that puts 3 MiB into an atomic file, says so, then blocks reading its stdin
+# (which the test never writes): the kill always lands mid-write, however busy the machine.
 WRITER = """
-import sys, time
+import sys
 from convert.atomic import atomic_open
 with atomic_open(sys.argv[1], "wb") as f:
-    for i in range(64):
+    for i in range(3):
         f.write(bytes([i]) * (1 << 20))
-        f.flush()
-        if i == 2:
-            print("writing", flush=True)
-        time.sleep(0.05)
+    f.flush()
+    print("writing", flush=True)
+    sys.stdin.read()
+    f.write(b"never")
 print("done", flush=True)
 """
 
 
 def _kill_mid_write(target: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
         partial = [p for p in target.parent.iterdir() if p.name.startswith(f".tmp-{target.name}.")]

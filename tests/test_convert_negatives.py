@@ -45,7 +45,7 @@ def test_mnist_convention(negs):
 
 def test_photos_are_dark_ink_on_light_paper():
     """The drawn photo is dark on light, and to_mnist's own polarity guess agrees."""
-    from edge_infer.preprocess import to_mnist
+    from edge_infer.image.preprocess import to_mnist
 
     fonts = find_fonts()
     rng = np.random.default_rng(3)

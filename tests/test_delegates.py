@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_infer import DelegateUnavailableError, available_delegates, load_model, shipped_model_path
-from edge_infer.delegates import parse_delegate
+from edge_infer.runtime.delegates import parse_delegate
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,9 @@ def test_auto_falls_back_to_cpu_and_says_why(monkeypatch, fake_delegate_lib, twi
         with load_model(twin_dir / "digits.tflite") as m:
             assert m.delegate == "cpu"
             assert m.path.name == "digits.tflite"
-    assert "Edge TPU skipped for digits_edgetpu.tflite" in caplog.text
+    # a compiled twin with no TPU answering is worth a WARNING: an unplugged Coral, a 3x slowdown
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "digits_edgetpu.tflite is compiled for the Edge TPU but no TPU answered" in warned[0]
     assert "no Edge TPU answered" in caplog.text
 
 

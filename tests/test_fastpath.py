@@ -1,4 +1,4 @@
-"""edge_infer.fastpath: detect(frame, fast=True), the quick pipeline (real OpenCV, real model)."""
+"""edge_infer.detect.fast: detect(frame, fast=True), the quick pipeline (real OpenCV, real model)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bench.detect_baseline import BaselineDetector, score
-from edge_infer.fastpath import _crop_batch, _shrink, _threshold
-from edge_infer.preprocess import center_of_mass_place
-from edge_infer.vision import detect, read_numbers
+from edge_infer.detect.fast import _crop_batch, _shrink, _threshold
+from edge_infer.detect import detect, read_numbers
+from edge_infer.image.layout import center_of_mass_place
 
 from .conftest import dejavu_text, paper, stamp_digit
 from .scenes import match
@@ -29,8 +29,8 @@ def _score(found_per_frame, scenes):
 def test_scene_set_recall_and_precision_beat_the_baseline(rec, scenes):
     """The issue's condition for the speed target: recall and precision at least the
     benchmark's baseline pipeline's (adaptive threshold + contours + one invoke per crop)."""
-    from edge_infer.model import shipped_model_path
-    from edge_infer.runtime import get_backend
+    from edge_infer.runtime.backend import get_backend
+    from edge_infer.runtime.model import shipped_model_path
 
     recall, precision = _score([detect(rec, sc.frame, fast=True) for sc in scenes], scenes)
     assert recall >= MIN_RECALL and precision >= MIN_PRECISION, (recall, precision)

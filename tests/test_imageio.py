@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_infer import imageio
-from edge_infer.imageio import _decode_png, decode_image, read_image
-from edge_infer.preprocess import flatten_alpha, optional_module
+from edge_infer.image import io as imageio
+from edge_infer.image.io import _decode_png, decode_image, read_image
+from edge_infer.image.preprocess import flatten_alpha, optional_module
 
 from .conftest import traced_peak, with_exif_orientation
 

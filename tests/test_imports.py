@@ -24,7 +24,7 @@ def test_import_edge_infer_loads_nothing_heavy():
 
 def test_cli_parser_loads_nothing_heavy():
     # building the CLI (all subcommands registered) must not pull in Flask/OpenCV/TF
-    assert _loaded_after("from edge_infer.cli import build_parser; build_parser()") == set()
+    assert _loaded_after("from edge_infer.apps.cli import build_parser; build_parser()") == set()
 
 
 def test_loading_a_model_loads_litert_but_not_tensorflow():

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_infer.preprocess import center_of_mass_place, ink_map, resize_area, to_mnist
+from edge_infer.image.layout import center_of_mass_place, resize_area
+from edge_infer.image.preprocess import ink_map, to_mnist
 
 from .conftest import dejavu_text, paper_digit, traced_peak
 
@@ -269,7 +270,7 @@ def test_a_box_drawn_around_the_digit_is_not_the_digit(rec, mnist_test):
 
 
 def test_percentile_is_numpys():
-    from edge_infer.preprocess import _percentile
+    from edge_infer.image.preprocess import _percentile
 
     rng = np.random.default_rng(4)
     for n in (1, 2, 7, 86, 5591):

@@ -52,12 +52,12 @@ def test_prediction_is_read_only_comparable_and_picklable(rec, mnist_test):
 
 @pytest.mark.parametrize("model", [None, "digits10"])
 def test_predictions_from_ranked_bytes_equal_the_float_path(model):
-    """_predictions reads 8-bit outputs as ranks (max and index on bytes); the answers,
+    """Codec.predictions reads 8-bit outputs as ranks (max and index on bytes); the answers,
     ties included, equal argmax and dequantised floats, and the scores read back in full."""
     import pickle
 
     with DigitRecognizer(DIGITS10 if model else None) as r:
-        assert r._out_rank is not None
+        assert r._codec.out_rank is not None
         c = r.model.output.shape[-1]
         rng = np.random.default_rng(3)
         raw = rng.integers(-128, 128, (400, c)).astype(r.model.output.dtype)
@@ -65,7 +65,7 @@ def test_predictions_from_ranked_bytes_equal_the_float_path(model):
         raw[100:150] = -128  # all equal
         if c == 11:
             raw[150:200, 10] = raw[150:200, :10].max(axis=1)  # "not a digit" tied with the best digit
-        got = r._predictions(raw, len(raw))
+        got = r._codec.predictions(raw, len(raw))
         values = r.model.output.dequantize(raw)
         for p, v in zip(got, values):
             assert p.digit == int(np.argmax(v[:10])) and p.score == pytest.approx(float(v[:10].max()), abs=0)
@@ -134,7 +134,22 @@ def test_recognizer_refuses_a_non_digit_model():
     m.input = replace(m.input, shape=(1, 32, 32, 3))  # as a colour 32x32 model would report
     with pytest.raises(ModelError, match="DigitRecognizer needs"):
         DigitRecognizer(m)
+    assert not m.closed  # the caller loaded it and still owns it
+    m.close()
+
+
+def test_a_model_passed_in_stays_open_after_close():
+    from edge_infer import load_model
+
+    with load_model() as m:
+        rec = DigitRecognizer(m)
+        rec.close()
+        assert not m.closed
+        assert rec.classify(np.zeros((28, 28), np.uint8)).digit in range(10)  # still usable: not closed
     assert m.closed
+    with DigitRecognizer() as own:
+        pass
+    assert own.model.closed  # one it loaded itself, it closes
 
 
 def test_workers_share_the_load_and_agree(mnist_test):

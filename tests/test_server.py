@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from edge_infer import DigitRecognizer
-from edge_infer.mjpeg import LiveStream
-from edge_infer.server import create_app, make_server
+from edge_infer.apps.serve.app import create_app, make_server
+from edge_infer.apps.serve.mjpeg import LiveStream
 
 from .conftest import paper_digit, with_exif_orientation
 
@@ -284,7 +284,7 @@ def test_internal_error_is_500_json_without_traceback_and_logged(digits, caplog)
     assert errors and errors[0].exc_info is not None and "closed" in str(errors[0].exc_info[1])
 
 
-# -- detect (needs edge_infer.vision) ------------------------------------------------
+# -- detect ------------------------------------------------
 def scene(digits_and_labels, *, scale: int = 4, seed: int = 0) -> np.ndarray:
     """A photo-like page: all but the last digit written in a row (one number), the last one below.
 
@@ -306,7 +306,6 @@ def scene(digits_and_labels, *, scale: int = 4, seed: int = 0) -> np.ndarray:
 
 
 def test_detect_reads_boxes_digits_and_numbers(http, url, digits):
-    pytest.importorskip("edge_infer.vision", reason="edge_infer.vision (detect) has not landed yet")
     chosen = [digits[i] for i in (0, 1, 2, 3)]  # 7 2 1 | 0 below
     frame = scene(chosen)
     r = post(http, url, "/v1/detect", png(frame), "image/png")
@@ -381,7 +380,6 @@ def read_parts(resp, n: int) -> list[bytes]:
 
 
 def test_mjpeg_stream_shared_capture_and_clean_stop(rec, clip):
-    pytest.importorskip("edge_infer.vision", reason="edge_infer.vision (detect) has not landed yet")
     camera = LiveStream.open(rec, str(clip), idle_stop=0.5)
     # each viewer holds a server thread: room for all of them, one refused, and the API
     srv = serve(create_app(rec, camera=camera), camera=camera, threads=LiveStream.MAX_VIEWERS + 3)
@@ -421,7 +419,7 @@ def test_mjpeg_stream_shared_capture_and_clean_stop(rec, clip):
 
 # -- the command --------------------------------------------------------------
 def test_import_does_not_load_flask():
-    code = "import sys, edge_infer.server; print(sorted({'flask', 'waitress', 'cv2', 'werkzeug'} & set(sys.modules)))"
+    code = "import sys, edge_infer.apps.serve.app; print(sorted({'flask', 'waitress', 'cv2', 'werkzeug'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
 

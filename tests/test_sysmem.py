@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_infer.sysmem import keep_freed_memory
+from edge_infer.runtime.sysmem import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ _CHILD = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
-    from edge_infer.sysmem import keep_freed_memory, keeps_freed_memory
+    from edge_infer.runtime.sysmem import keep_freed_memory, keeps_freed_memory
     applied = keep_freed_memory() if sys.argv[1] == "keep" else None
     assert keeps_freed_memory() is bool(applied)
     np.ones(1 << 20); np.ones(3 << 20)  # the first blocks of these sizes

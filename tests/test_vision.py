@@ -1,4 +1,4 @@
-"""edge_infer.vision: digits found and read in camera-like frames (real OpenCV, real model)."""
+"""edge_infer.detect.full: digits found and read in camera-like frames (real OpenCV, real model)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from edge_infer import Detection, DigitRecognizer
-from edge_infer.preprocess import normalize_ink
-from edge_infer.vision import Number, _mnist_layout, _reading_order, _words, detect, group_numbers, read_numbers
+from edge_infer import Detection, DetectStats, DigitRecognizer, Number
+from edge_infer.detect import detect, group_numbers, read_numbers
+from edge_infer.detect.text import reading_order, words
+from edge_infer.image.layout import NUMPY, OPENCV, mnist_layout
 
 from .conftest import TEST_SEED, dejavu_text
 from .conftest import paper as _paper
@@ -19,8 +20,6 @@ from .scenes import make_scene, match
 
 cv2 = pytest.importorskip("cv2")
 
-# The issue's targets, asserted with a small margin (40 frames give a coarse figure).
-TARGET_RECALL, TARGET_PRECISION = 0.97 - 0.01, 0.99 - 0.01
 # Floors just under what the shipped model and this pipeline measure on these 40 frames
 # (recall 0.978, precision 0.986, and 0.984 in frames without words or letters):
 # a regression guard.
@@ -50,11 +49,6 @@ def test_scene_set_recall_and_precision(scene_counts):
     assert ptp / (ptp + pfp) >= MIN_PRECISION_WITHOUT_TEXT, (ptp, pfp)
 
 
-def test_issue_targets(scene_counts):
-    (tp, fp, fn), _ = scene_counts
-    assert tp / (tp + fn) >= TARGET_RECALL and tp / (tp + fp) >= TARGET_PRECISION
-
-
 def test_scenes_are_deterministic(mnist_test):
     a, b = make_scene(TEST_SEED, mnist_test), make_scene(TEST_SEED, mnist_test)
     assert np.array_equal(a.frame, b.frame) and a.digits == b.digits
@@ -75,9 +69,8 @@ def test_forced_polarity(rec, clear_digits):
     frame = _paper()
     _stamp(frame, clear_digits[3], 100, 100, 60)
     assert [d.digit for d in detect(rec, frame, polarity="dark")] == [3]
-    assert detect(rec, frame, polarity="light") == [] or all(
-        d.digit != 3 or d.score < 1 for d in detect(rec, frame, polarity="light")
-    )
+    # read as light ink on dark, the paper around the 3 is the "ink": no 3 comes out
+    assert 3 not in [d.digit for d in detect(rec, frame, polarity="light")]
     with pytest.raises(ValueError, match="polarity"):
         detect(rec, frame, polarity="white")
 
@@ -161,10 +154,10 @@ def test_a_page_of_print_keeps_its_polarity(rec, font, size, lines, numbers, inv
 
 
 def test_polarity_vote_on_print_from_small_to_bold_and_large():
-    """segment._dark_ink on pages of print, at the scales the two pipelines vote at
+    """segment.frame_dark_ink on pages of print, at the scales the two pipelines vote at
     (a quarter of the frame; the fast path's half of 7/16): regular text of 40-56 px
     and bold text up to 140 px, either polarity."""
-    from edge_infer.segment import _dark_ink
+    from edge_infer.detect.segment import frame_dark_ink
 
     pages = [
         ("DejaVuSans.ttf", 40, ["Invoice 2024", "Total 8805", "Hello World", "Kitchen 7"]),
@@ -181,7 +174,7 @@ def test_polarity_vote_on_print_from_small_to_bold_and_large():
         gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
         for side in (160, 140):
             small = cv2.resize(gray, (side, side * 3 // 4), interpolation=cv2.INTER_AREA)
-            assert _dark_ink(small, "auto") and not _dark_ink(255 - small, "auto"), (font, size, side)
+            assert frame_dark_ink(small, "auto") and not frame_dark_ink(255 - small, "auto"), (font, size, side)
 
 
 def test_letters_and_symbols_are_not_digits(rec):
@@ -335,10 +328,10 @@ def test_one_invoke_per_frame_and_timings(rec, scenes, monkeypatch, fast):
         return real(crops)
 
     monkeypatch.setattr(rec, "classify_batch", spy)
-    t: dict[str, float] = {}
-    dets = detect(rec, scenes[3].frame, fast=fast, timings=t)
+    t = DetectStats()
+    dets = detect(rec, scenes[3].frame, fast=fast, stats=t)
     assert len(calls) == 1 and calls[0][1:] == (28, 28) and calls[0][0] >= len(dets) > 0
-    assert set(t) == {"segment", "prepare", "infer"} and all(v >= 0 for v in t.values())
+    assert t.segment > 0 and t.prepare > 0 and t.infer > 0
     calls.clear()
     assert detect(rec, _paper(), fast=fast) == [] and calls == []  # nothing found: no invoke at all
 
@@ -359,8 +352,8 @@ def test_fast_layout_matches_the_numpy_reference():
             p = rng.integers(0, [w, h], (2, 2))
             cv2.line(ink, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), 1.0, int(rng.integers(1, 8)))
         for bold in (False, True):
-            a = _mnist_layout(ink, thin_bold=bold).astype(int)
-            b = normalize_ink(ink, thin_bold=bold).astype(int)
+            a = mnist_layout(ink, ops=OPENCV, thin_bold=bold).astype(int)
+            b = mnist_layout(ink, ops=NUMPY, thin_bold=bold).astype(int)
             diffs.append(np.abs(a - b).mean())
     # The same layout (to rounding); only a stroke right at the thickening threshold may
     # be thickened by one and not the other.
@@ -371,13 +364,13 @@ def test_bold_strokes_are_thinned_to_mnist_width():
     ink = np.zeros((100, 60), np.float32)
     cv2.line(ink, (30, 5), (30, 95), 1.0, 22)  # a very bold "1": 4.4 px at the 20 px scale
     cv2.line(ink, (10, 92), (50, 92), 1.0, 14)  # with a foot
-    bold, thinned = (_mnist_layout(ink, thin_bold=t) > 127 for t in (False, True))
+    bold, thinned = (mnist_layout(ink, ops=OPENCV, thin_bold=t) > 127 for t in (False, True))
     assert thinned.sum() < 0.85 * bold.sum()
     assert thinned[4:24, 12:16].any()  # the stem is still there
 
 
 def test_word_runs_match_the_plain_search():
-    """_words skips runs no later box can reach; the runs are those of the plain search
+    """words skips runs no later box can reach; the runs are those of the plain search
     (each box against every run, first fit), on random marks that crowd a few lines."""
 
     def plain(boxes, ratio):
@@ -410,7 +403,7 @@ def test_word_runs_match_the_plain_search():
             for _ in range(n)
         ]
         for ratio in (0.25, 0.6):
-            assert _words(boxes, ratio) == plain(boxes, ratio)
+            assert words(boxes, ratio) == plain(boxes, ratio)
 
 
 def test_reading_order_is_lines_top_down_then_left_to_right():
@@ -420,16 +413,16 @@ def test_reading_order_is_lines_top_down_then_left_to_right():
     # line 1 sags to the right; a short digit sits low in it; line 2 starts a line below
     boxes = [det(300, 118, 40, 6), det(10, 100, 40, 1), det(160, 112, 40, 4), det(90, 108, 40, 2)]
     boxes += [det(120, 131, 20, 3), det(200, 170, 40, 8), det(40, 165, 40, 7)]
-    assert [d.digit for d in _reading_order(boxes)] == [1, 2, 3, 4, 6, 7, 8]
+    assert [d.digit for d in reading_order(boxes)] == [1, 2, 3, 4, 6, 7, 8]
     # a box's centre more than half the line's mean height below the line's mean centre starts a line
     # (the lower box is the left one: on one line it would come first)
-    assert [d.digit for d in _reading_order([det(5, 121, 40, 2), det(60, 100, 40, 1)])] == [1, 2]  # 21 > 20
-    assert [d.digit for d in _reading_order([det(5, 119, 40, 2), det(60, 100, 40, 1)])] == [2, 1]  # 19 <= 20
-    assert _reading_order([]) == []
+    assert [d.digit for d in reading_order([det(5, 121, 40, 2), det(60, 100, 40, 1)])] == [1, 2]  # 21 > 20
+    assert [d.digit for d in reading_order([det(5, 119, 40, 2), det(60, 100, 40, 1)])] == [2, 1]  # 19 <= 20
+    assert reading_order([]) == []
 
 
 def test_import_does_not_load_opencv():
-    code = "import sys, edge_infer.vision, edge_infer.camera; print('cv2' in sys.modules)"
+    code = "import sys, edge_infer.detect.full, edge_infer.apps.camera; print('cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -437,7 +430,7 @@ def test_import_does_not_load_opencv():
 def test_pieces_join_the_mark_over_or_under_them_and_side_by_side_marks_stay_apart():
     """segment._candidates: a detached top bar and a broken-off stroke join their digit;
     a flat rule under a digit, a neighbouring digit and a small mark beside one do not."""
-    from edge_infer.segment import _candidates
+    from edge_infer.detect.segment import _candidates
 
     mask = np.zeros((120, 380), np.uint8)
 
@@ -459,3 +452,34 @@ def test_pieces_join_the_mark_over_or_under_them_and_side_by_side_marks_stay_apa
     cands, _ = _candidates(stats, labels, min_h=16, max_h=100)
     pieces = sorted((c.box[0], len(c.labels)) for c in cands)
     assert pieces == [(18, 2), (98, 1), (116, 1), (178, 1), (248, 2), (318, 1)]
+
+
+# --------------------------------------------------------------------------- roi and colour order
+
+
+def test_roi_reads_only_the_region_and_answers_in_frame_pixels(rec, scenes):
+    frame = scenes[4].frame
+    whole = detect(rec, frame)
+    assert len(whole) >= 4
+    first = whole[0].box
+    x, y, w, h = first
+    roi = (max(0, x - 20), max(0, y - 20), w + 40, h + 40)
+    inside = detect(rec, frame, roi=roi, max_height=frame.shape[0] // 2)
+    assert [d.digit for d in inside] == [whole[0].digit]
+    assert abs(inside[0].box[0] - x) <= 2 and abs(inside[0].box[1] - y) <= 2  # frame pixels, not region pixels
+    assert len(inside) < len(whole)
+    with pytest.raises(ValueError, match="outside"):
+        detect(rec, frame, roi=(frame.shape[1] + 5, 0, 50, 50))
+    with pytest.raises(ValueError, match="four ints"):
+        detect(rec, frame, roi=(1, 2, 3))
+
+
+def test_rgb_frames_read_as_their_bgr_twins(rec, scenes):
+    frame = scenes[5].frame.copy()
+    frame[..., 0] = frame[..., 0] // 3  # a colour cast, so that swapping red and blue changes the gray
+    rgb = np.ascontiguousarray(frame[..., ::-1])
+    rgbx = np.concatenate([rgb, np.zeros_like(rgb[..., :1])], axis=2)  # Picamera2's XBGR8888: R, G, B, padding
+    assert detect(rec, rgb, color="rgb") == detect(rec, frame)
+    assert detect(rec, rgbx, color="rgb") == detect(rec, frame)
+    with pytest.raises(ValueError, match="color must be"):
+        detect(rec, frame, color="bgra")

@@ -12,20 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .imageio import decode_image
+from ...errors import ClientError
+from ...image.io import decode_image
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_JSON_SIDE", "ClientError", "decode_upload", "image_size", "parse_json_image"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_JSON_SIDE = 1024
-
-
-class ClientError(Exception):
-    """A request the client got wrong: answered with ``status`` and a JSON message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def image_size(data: bytes) -> tuple[str, int, int]:
@@ -76,7 +69,7 @@ def image_size(data: bytes) -> tuple[str, int, int]:
 def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 grayscale or BGR array, with the pixel count checked first.
 
-    Decoded as image files are (:func:`edge_infer.imageio.decode_image`): JPEGs
+    Decoded as image files are (:func:`edge_infer.image.io.decode_image`): JPEGs
     upright by their EXIF orientation, transparent PNGs laid on paper, 16-bit to 8.
 
     Raises:

@@ -4,7 +4,7 @@
 frame, finds the digits and numbers, draws them with the FPS, encodes a JPEG once and
 hands the same bytes to every viewer. It starts with the first viewer and stops a few
 seconds after the last one leaves, so an idle device does no work. Frames come from
-:func:`edge_infer.camera.open_source` and are drawn by :func:`edge_infer.camera.annotate`.
+:func:`edge_infer.apps.camera.open_source` and are drawn by :func:`edge_infer.apps.camera.annotate`.
 
 Imports OpenCV only when a stream is opened.
 """
@@ -19,29 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from .recognizer import DigitRecognizer
+from ...detect import group_numbers
+from ...errors import StreamBusyError
+from ...recognizer import DigitRecognizer
 
 __all__ = ["LiveStream", "StreamBusyError", "read_frame"]
 
 log = logging.getLogger(__name__)
 
 
-class StreamBusyError(RuntimeError):
-    """No room for another viewer (or the stream is closing): try again later."""
-
-
 def read_frame(
     recognizer: DigitRecognizer, frame: np.ndarray, *, fast: bool = False, **options: Any
 ) -> tuple[list[Any], list[Any]]:
     """The digits in a frame and the numbers they form, from one detection pass
-    (``fast``: the quick pipeline, see :mod:`edge_infer.fastpath`; ``options`` go to
-    :func:`edge_infer.vision.detect`, e.g. ``max_height``)."""
-    from . import vision
-
+    (``fast``: the quick pipeline, see :mod:`edge_infer.detect.fast`; ``options`` go to
+    :func:`edge_infer.detect.detect`, e.g. ``max_height``)."""
     detections = recognizer.detect(frame, fast=fast, **options)
-    group = getattr(vision, "group_numbers", None)
-    numbers = group(detections) if group is not None else recognizer.read_numbers(frame)
-    return detections, numbers
+    return detections, group_numbers(detections)
 
 
 class LiveStream:
@@ -66,7 +60,7 @@ class LiveStream:
     ) -> None:
         """Args:
         recognizer: Reads the digits in each frame.
-        source: A callable returning an :class:`edge_infer.camera.FrameSource`, called
+        source: A callable returning an :class:`edge_infer.apps.camera.FrameSource`, called
             each time capture starts (and again when a file ends, to loop it).
         max_fps: Frames per second at most (a clip plays at its own rate below this).
         idle_stop: Seconds without viewers before the capture stops.
@@ -93,15 +87,15 @@ class LiveStream:
 
     @classmethod
     def open(cls, recognizer: DigitRecognizer, spec: str | int, **options: Any) -> LiveStream:
-        """A stream of any :func:`edge_infer.camera.open_source` spec, checked now (one frame read).
+        """A stream of any :func:`edge_infer.apps.camera.open_source` spec, checked now (one frame read).
 
         Files and image folders play round and round.
 
         Raises:
-            edge_infer.camera.SourceError: A camera does not open.
+            edge_infer.apps.camera.SourceError: A camera does not open.
             FileNotFoundError, ValueError: No such file, or it gives no frame.
         """
-        from .camera import open_source
+        from ..camera import open_source
 
         with open_source(spec) as probe:
             if probe.read() is None:
@@ -161,7 +155,7 @@ class LiveStream:
     def _capture(self) -> None:
         import cv2
 
-        from .camera import annotate
+        from ..camera import annotate
 
         delegate = self._rec.model.delegate
         with self._source_lock:

@@ -7,7 +7,7 @@ built-in decoder reads PNG (8-bit, non-interlaced) and binary PGM/PPM, so that
 Whichever decodes, the image comes out as it is meant to be seen: a JPEG is
 turned upright by its EXIF orientation (a phone held upright stores its photo
 sideways and says so in a tag), and transparency is laid on paper by
-:func:`edge_infer.preprocess.flatten_alpha`.
+:func:`edge_infer.image.preprocess.flatten_alpha`.
 """
 
 from __future__ import annotations

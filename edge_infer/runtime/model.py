@@ -13,18 +13,17 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..errors import EdgeInferError, ModelError, ModelNotFoundError
+from .backend import Backend, get_backend
 from .delegates import load_delegate_for, parse_delegate, plan_auto
-from .errors import EdgeInferError, ModelError
 from .modelfile import (
-    _EDGETPU_OP,
-    ModelNotFoundError,
+    EDGETPU_OP,
     manifest_path,
     read_checked,
     read_manifest,
     resolve_path,
     shipped_model_path,
 )
-from .runtime import Backend, get_backend
 
 __all__ = [
     "Model",
@@ -373,7 +372,7 @@ def load_model(
         path: A ``.tflite`` file; None loads the shipped int8 digit model.
         delegate: ``"auto"``, ``"cpu"``, ``"cpu:noxnnpack"``, ``"edgetpu"``,
             ``"edgetpu:usb[:N]"``, ``"edgetpu:pci[:N]"``, ``"gpu"`` or the path of an
-            external delegate library (see :mod:`edge_infer.delegates`).
+            external delegate library (see :mod:`edge_infer.runtime.delegates`).
         delegate_options: Options for the delegate library (strings, numbers, bools).
         num_threads: CPU threads for the interpreter; None for the runtime's default.
         verify: Check the file against the sha256 in its manifest (``<stem>.json``
@@ -405,7 +404,7 @@ def load_model(
     backend = get_backend()
 
     if spec.kind in ("cpu", "cpu:noxnnpack"):
-        if _EDGETPU_OP in content:
+        if EDGETPU_OP in content:
             raise ModelError(
                 f"model {p.name} is compiled for the Edge TPU and cannot run on the CPU; "
                 "load the uncompiled model (without the _edgetpu suffix) or use delegate='edgetpu'"

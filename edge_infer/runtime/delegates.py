@@ -6,12 +6,14 @@ Specs a user can pass as ``delegate=``:
 ``"auto"``          Edge TPU when the model is compiled for it (or a
                     ``<name>_edgetpu.tflite`` twin sits beside it) and a TPU
                     answers; otherwise ``"cpu"``. Every skipped step is logged
-                    at INFO with its reason.
+                    at INFO with its reason; a compiled twin with no TPU answering
+                    at WARNING (an unplugged Coral).
 ``"cpu"``           The runtime's CPU kernels with XNNPACK (the default path).
 ``"cpu:noxnnpack"`` The CPU kernels without XNNPACK (for comparisons).
 ``"edgetpu"``       A Coral Edge TPU through ``libedgetpu``; also
                     ``"edgetpu:usb"``, ``"edgetpu:usb:0"``, ``"edgetpu:pci"``,
-                    ``"edgetpu:pci:0"`` to pick a device.
+                    ``"edgetpu:pci:0"`` to pick a device, or pycoral's
+                    ``"edgetpu::0"`` for the first TPU of any kind.
 ``"gpu"``           The TFLite GPU delegate (a library you build or install;
                     named by ``EDGE_INFER_GPU_DELEGATE`` or
                     ``delegate_options={"library": ...}``).
@@ -34,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, cast
 
-from .errors import DelegateUnavailableError
+from ..errors import DelegateUnavailableError
+from .backend import Backend, get_backend
 from .modelfile import EDGETPU_SUFFIX, is_edgetpu_model, read_checked
-from .runtime import Backend, get_backend
 
 __all__ = [
     "DelegateSpec",
@@ -50,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EDGETPU_DEVICE = re.compile(r"^(usb|pci)(:\d+)?$")
+_EDGETPU_DEVICE = re.compile(r"^(usb|pci)(:\d+)?$|^:\d+$")  # pycoral's device strings
 EDGETPU_FIX = (
     "install the Edge TPU runtime (Debian package `libedgetpu1-std` from Coral's apt "
     "repository), plug the Coral in (a USB 3 port), and make sure your user may use it "
@@ -94,6 +96,8 @@ def parse_delegate(spec: str | os.PathLike[str] | DelegateSpec | None) -> Delega
     DelegateSpec(kind='edgetpu', device='usb:0', library=None, text='edgetpu:usb:0')
     >>> parse_delegate("cpu").kind
     'cpu'
+    >>> parse_delegate("edgetpu::0").device   # pycoral's ":0": the first TPU, USB or PCIe
+    ':0'
     """
     if spec is None:
         return DelegateSpec("auto", text="auto")
@@ -114,14 +118,14 @@ def parse_delegate(spec: str | os.PathLike[str] | DelegateSpec | None) -> Delega
         if not _EDGETPU_DEVICE.match(device):
             raise ValueError(
                 f"bad Edge TPU device in delegate {text!r}: use 'edgetpu', 'edgetpu:usb', "
-                "'edgetpu:usb:0', 'edgetpu:pci' or 'edgetpu:pci:0'"
+                "'edgetpu:usb:0', 'edgetpu:pci', 'edgetpu:pci:0' or 'edgetpu::0' (the first TPU of any kind)"
             )
         return DelegateSpec("edgetpu", device=device, text=text)
     if os.sep in text or "/" in text or re.search(r"\.(so(\.\d+)*|dylib|dll)$", low):
         return DelegateSpec("external", library=text, text=text)
     raise ValueError(
         f"unknown delegate {text!r}: use 'auto', 'cpu', 'cpu:noxnnpack', 'edgetpu', "
-        "'edgetpu:usb[:N]', 'edgetpu:pci[:N]', 'gpu', or a path to a delegate library"
+        "'edgetpu:usb[:N]', 'edgetpu:pci[:N]', 'edgetpu::N', 'gpu', or a path to a delegate library"
     )
 
 
@@ -165,7 +169,7 @@ def load_external(library: str, options: Mapping[str, Any] | None = None, *, bac
     Args:
         library: A path or a library name the dynamic loader can find.
         options: Options passed to ``tflite_plugin_create_delegate`` as strings.
-        backend: The runtime to use (default: :func:`~edge_infer.runtime.get_backend`).
+        backend: The runtime to use (default: :func:`~edge_infer.runtime.backend.get_backend`).
 
     Returns:
         The runtime's delegate object, to pass to an interpreter.
@@ -303,7 +307,11 @@ def plan_auto(path: Path, content: bytes, backend: Backend, *, verify: bool = Tr
                     f"model {path.name} is compiled for the Edge TPU, no uncompiled twin sits beside "
                     f"it, and no TPU answered: {e}. Load the uncompiled .tflite to run on the CPU."
                 ) from e
-            log.info("auto: Edge TPU skipped for %s: %s", tpu_path.name, e)
+            # a compiled twin is there, so a TPU was meant to answer: an unplugged Coral
+            # would otherwise be a silent slowdown
+            log.warning(
+                "auto: %s is compiled for the Edge TPU but no TPU answered (%s); running on the CPU", tpu_path.name, e
+            )
         else:
             log.info("auto: chose Edge TPU for %s", tpu_path.name)
             return AutoPlan(tpu_path, tpu_content or read_checked(tpu_path, verify=verify), "edgetpu", obj)

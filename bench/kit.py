@@ -1,4 +1,4 @@
-"""The timing core and the report of ``edge-infer bench`` (see :mod:`edge_infer.bench`).
+"""The timing core and the report of ``python -m bench`` (see :mod:`bench.suite`).
 
 Subjects are timed in interleaved rounds against their baselines; a figure is the median
 over rounds and a ratio the median of per-round ratios. Nothing here imports more than

@@ -1,4 +1,4 @@
-"""Frame -> candidate digit regions: the segmentation half of :mod:`edge_infer.vision`.
+"""Frame -> candidate digit regions: the segmentation half of :mod:`edge_infer.detect.full`.
 
 The paper's brightness is estimated at a quarter size by a morphological closing
 (opening for light ink) and divided out, so uneven light and shadows cancel;
@@ -17,12 +17,12 @@ _BG_SCALE = 4  # the paper-brightness estimate is made at 1/4 size
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     box: tuple[int, int, int, int]  # working-image pixels
     labels: tuple[int, ...]  # component labels that make it up
 
 
-def _gray(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def gray_frame(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """One colour conversion, then a shrink for frames larger than ``max_side``."""
     import cv2
 
@@ -39,7 +39,7 @@ def _gray(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(g), scale
 
 
-def _halve(img: np.ndarray) -> np.ndarray:
+def halve(img: np.ndarray) -> np.ndarray:
     """``img`` at half size by area averaging, cut to even sides first: OpenCV's area
     resize is fast only by a whole factor (by 105/52 it takes its general path)."""
     import cv2
@@ -57,7 +57,7 @@ def _hat_votes(img: np.ndarray) -> tuple[int, int]:
     return dark, int(np.count_nonzero(cv2.morphologyEx(img, cv2.MORPH_TOPHAT, k) > 20))
 
 
-def _dark_ink(small: np.ndarray, polarity: str) -> bool:
+def frame_dark_ink(small: np.ndarray, polarity: str) -> bool:
     """True when the ink is darker than the paper (see the module docstring, step 2).
 
     Counts strong small dark features (black-hat) against strong small light ones
@@ -72,14 +72,14 @@ def _dark_ink(small: np.ndarray, polarity: str) -> bool:
         return polarity == "dark"
     dark = light = 0
     if min(small.shape) >= 6:
-        dark, light = _hat_votes(_halve(small))
+        dark, light = _hat_votes(halve(small))
         if dark + light >= 20 and 2 * min(dark, light) <= max(dark, light):
             return dark > light
     more_dark, more_light = _hat_votes(small)
     return dark + more_dark >= light + more_light
 
 
-def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
+def contrast_map(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
     """Ink contrast 0-255: ``255 * (paper - pixel) / paper``, paper estimated by a close.
 
     Dark ink on light paper; a light-on-dark frame is inverted first.
@@ -88,7 +88,7 @@ def _contrast(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
 
     h, w = gray.shape
     small = cv2.resize(gray, (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)), interpolation=cv2.INTER_AREA)
-    if not _dark_ink(small, polarity):
+    if not frame_dark_ink(small, polarity):
         gray = cv2.bitwise_not(gray)
         small = cv2.bitwise_not(small)
     k = max(3, close_px // _BG_SCALE) | 1
@@ -258,9 +258,9 @@ def _erase_lines(
     return cv2.bitwise_or(out, cv2.bitwise_and(bridged, lines)), found
 
 
-def _segment(
+def segment_frame(
     contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
-) -> tuple[np.ndarray, list[_Candidate], list[tuple[int, int, int, int]], int]:
+) -> tuple[np.ndarray, list[Candidate], list[tuple[int, int, int, int]], int]:
     """Contrast map -> (labels, digit candidates, other marks, strong-ink level), in working pixels."""
     import cv2
 
@@ -355,7 +355,7 @@ def _on_a_line(box: tuple[int, int, int, int], lines: list[tuple[float, float, f
     return False
 
 
-def _own(labels: np.ndarray, box: tuple[int, int, int, int], members: tuple[int, ...]) -> np.ndarray:
+def own_mask(labels: np.ndarray, box: tuple[int, int, int, int], members: tuple[int, ...]) -> np.ndarray:
     """The pixels of a candidate's own components within its box (others masked out)."""
     x, y, w, h = box
     return _member(labels[y : y + h, x : x + w], members)
@@ -400,21 +400,21 @@ def _line_residue(box: tuple[int, int, int, int], structures: list[tuple[int, in
     return False
 
 
-def _cut_from_structure(c: _Candidate, labels: np.ndarray, before_erasure: np.ndarray, structures: list[int]) -> bool:
+def _cut_from_structure(c: Candidate, labels: np.ndarray, before_erasure: np.ndarray, structures: list[int]) -> bool:
     """A thin mark whose ink belonged to a grid, rule or page edge before its lines were
     erased is a piece of that line, not a "1" (a digit merely near a line is not part of it)."""
     if not structures or not _thin(c.box):
         return False
     x, y, w, h = c.box
-    own = _own(labels, c.box, c.labels)
+    own = own_mask(labels, c.box, c.labels)
     n = np.count_nonzero(own)
     was_structure = _member(before_erasure[y : y + h, x : x + w], structures)
     return bool(n > 0 and np.count_nonzero(was_structure & own) >= 0.8 * n)
 
 
 def _drop_collinear(
-    cands: list[_Candidate], labels: np.ndarray, structures: list[tuple[int, int, int, int]]
-) -> list[_Candidate]:
+    cands: list[Candidate], labels: np.ndarray, structures: list[tuple[int, int, int, int]]
+) -> list[Candidate]:
     """Drops thin marks inside a grid that lie on one straight line with another thin
     mark: the pieces of a (tilted, thin) grid line the transform missed, cut apart by the
     erased lines across it. Two handwritten 1s are never that exactly in line."""
@@ -427,7 +427,7 @@ def _drop_collinear(
         if not _thin(c.box) or not any(_within(c.box, s) for s in structures):
             continue
         x, y, w, h = c.box
-        ys, xs = np.nonzero(_own(labels, c.box, c.labels))
+        ys, xs = np.nonzero(own_mask(labels, c.box, c.labels))
         if len(xs) < 5:
             continue
         fit = cv2.fitLine(np.stack([xs + x, ys + y], 1).astype(np.float32), cv2.DIST_L2, 0, 0.01, 0.01).ravel()
@@ -446,7 +446,7 @@ def _drop_collinear(
     return [c for k, c in enumerate(cands) if k not in drop]
 
 
-def _drop_dashes(cands: list[_Candidate]) -> list[_Candidate]:
+def _drop_dashes(cands: list[Candidate]) -> list[Candidate]:
     """Drops thin upright marks that line up in a column with two or more others: the
     dashes of a faint rule broken up by noise (squared paper), not a column of 1s
     (which stand apart by more than their height)."""
@@ -470,7 +470,7 @@ def _drop_dashes(cands: list[_Candidate]) -> list[_Candidate]:
 
 def _candidates(
     stats: np.ndarray, labels: np.ndarray, min_h: int, max_h: int
-) -> tuple[list[_Candidate], list[tuple[int, int, int, int]]]:
+) -> tuple[list[Candidate], list[tuple[int, int, int, int]]]:
     """Components of digit size and shape, with fragments merged into the mark they belong to.
 
     Returns the candidates and the boxes of the other marks big enough to be
@@ -543,9 +543,9 @@ def _candidates(
         box = (int(gb[0]), int(gb[1]), bw, bh)
         aspect = bw / float(bh)
         if bh >= min_h and 0.06 <= aspect <= 2.0:
-            fill = np.count_nonzero(_own(labels, box, tuple(members))) / float(bw * bh)
+            fill = np.count_nonzero(own_mask(labels, box, tuple(members))) / float(bw * bh)
             if 0.07 <= fill <= (0.92 if aspect < 0.3 else 0.88):
-                cands.append(_Candidate(box, tuple(members)))
+                cands.append(Candidate(box, tuple(members)))
                 continue
         marks.append(box)
     return cands, marks

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import BackendNotFoundError
+from ..errors import BackendNotFoundError
 
 __all__ = ["BACKENDS", "Backend", "get_backend"]
 

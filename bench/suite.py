@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .benchkit import (
+from bench.kit import (
     DETECT_BASELINES,
     ROOT,
     Subject,
@@ -102,7 +102,7 @@ def _take(digits: np.ndarray, n: int) -> np.ndarray:
 
 def section_latency(ctx: Context) -> dict[str, Any]:
     """classify and classify_batch beside the raw interpreter at the same batch sizes."""
-    from .recognizer import DigitRecognizer
+    from edge_infer import DigitRecognizer
 
     a, content, backend = ctx.args, ctx.content, ctx.backend
     subjects: dict[str, Subject] = {}
@@ -370,7 +370,7 @@ def _checkout_module(name: str) -> Any:
 def section_detect(ctx: Context) -> dict[str, Any]:
     """detect per frame (full and fast pipelines), by stage, beside the baseline pipeline;
     recall and precision of all three."""
-    from .recognizer import DigitRecognizer
+    from edge_infer import DetectStats, DigitRecognizer
 
     db = ctx.detect_module
     if db is None or ctx.scenes is None or not (ROOT / "tests" / "scenes.py").is_file():
@@ -388,14 +388,14 @@ def section_detect(ctx: Context) -> dict[str, Any]:
 
     def runner(key: str) -> Callable[[], None]:
         fast, per_stage = pipelines[key], stages[key]
-        timing: dict[str, float] = {}
+        timing = DetectStats()
 
         def run() -> None:
             total = dict.fromkeys(per_stage, 0.0)
             for f in frames:
-                rec.detect(f, fast=fast, timings=timing)
-                for k in total:
-                    total[k] += timing.get(k, 0.0)
+                rec.detect(f, fast=fast, stats=timing)
+                for k, v in timing.as_dict().items():
+                    total[k] += v
             for k in total:
                 per_stage[k].append(total[k] / len(frames))
 
@@ -537,7 +537,7 @@ SECTIONS = {"latency": section_latency, "models": section_models, "detect": sect
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``edge-infer bench``."""
+    """Options of ``python -m bench``."""
     p.add_argument("--quick", action="store_true", help="a short run (fewer rounds and frames): a smoke test")
     p.add_argument(
         "--json",
@@ -565,9 +565,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the benchmark; returns 0 (targets missed are reported, not an error)."""
-    from .model import read_manifest, shipped_model_path
-    from .runtime import get_backend
-    from .sysmem import keeps_freed_memory
+    from edge_infer.runtime import get_backend, read_manifest, shipped_model_path
+    from edge_infer.runtime.sysmem import keeps_freed_memory
 
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(only) - set(SECTIONS)
@@ -650,6 +649,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from edge_infer import __version__
 
     return __version__

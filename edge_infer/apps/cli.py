@@ -3,8 +3,8 @@
 Exit codes: 0 success; 1 the machine cannot do it (no runtime, a delegate that
 does not load); 2 bad usage or bad input (a one-line message, no traceback).
 
-Subcommands ``camera``, ``serve`` and ``bench`` live in their own modules
-(``edge_infer.camera``, ``edge_infer.server``, ``edge_infer.bench``), each with
+Subcommands ``camera`` and ``serve`` live in their own modules
+(``edge_infer.apps.camera``, ``edge_infer.apps.serve.app``), each with
 ``add_arguments(parser)`` and ``run(args) -> int``.
 """
 
@@ -18,15 +18,14 @@ import os
 import sys
 from typing import Any, Sequence
 
-from . import __version__
-from .errors import BackendNotFoundError, DelegateUnavailableError, EdgeInferError
+from .. import __version__
+from ..errors import BackendNotFoundError, DelegateUnavailableError, EdgeInferError
 
 log = logging.getLogger(__name__)
 
 _PLUGINS = {
-    "camera": ("edge_infer.camera", "run the camera demo on a camera, video, image(s) or the sample clip"),
-    "serve": ("edge_infer.server", "serve digit recognition over HTTP (needs the [serve] extra)"),
-    "bench": ("edge_infer.bench", "measure latency and overheads against baselines from the same run"),
+    "camera": ("edge_infer.apps.camera", "run the camera demo on a camera, video, image(s) or the sample clip"),
+    "serve": ("edge_infer.apps.serve.app", "serve digit recognition over HTTP (needs the [serve] extra)"),
 }
 
 
@@ -40,7 +39,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .model import load_model
+    from ..runtime import load_model
 
     with load_model(args.model_path or args.model, delegate=args.delegate, num_threads=args.num_threads) as m:
         size = os.path.getsize(m.path)
@@ -77,8 +76,8 @@ def _tensor(t: Any) -> dict[str, Any]:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from .imageio import read_image
-    from .recognizer import DigitRecognizer
+    from ..image.io import read_image
+    from ..recognizer import DigitRecognizer
 
     if not 1 <= args.top_k <= 10:
         raise ValueError(f"--top-k must be from 1 to 10, got {args.top_k}")
@@ -111,7 +110,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_delegates(args: argparse.Namespace) -> int:
-    from .delegates import available_delegates
+    from ..runtime import available_delegates
 
     statuses = available_delegates()
     if args.json:
@@ -171,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command in _PLUGINS:  # frame loops: keep freed frame buffers rather than page-fault them back
-        from .sysmem import keep_freed_memory
+        from ..runtime.sysmem import keep_freed_memory
 
         keep_freed_memory()
     try:

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .mjpeg import LiveStream, StreamBusyError, read_frame
-from .recognizer import DigitRecognizer
-from .uploads import DEFAULT_MAX_PIXELS, ClientError, decode_upload, parse_json_image
+from ...errors import ClientError, SourceError, StreamBusyError
+from ...recognizer import DigitRecognizer
+from .mjpeg import LiveStream, read_frame
+from .uploads import DEFAULT_MAX_PIXELS, decode_upload, parse_json_image
 
 __all__ = ["ClientError", "Server", "add_arguments", "create_app", "make_server", "run"]
 
@@ -61,7 +62,7 @@ def create_app(
         max_bytes: Largest request body; bigger ones get 413 before they are read.
         max_pixels: Largest decoded image (checked from the header); bigger gets 413.
         api_key: When set, required on every route but ``/healthz``.
-        camera: An :class:`edge_infer.mjpeg.LiveStream` for ``/stream.mjpg`` and the live page.
+        camera: An :class:`edge_infer.apps.serve.mjpeg.LiveStream` for ``/stream.mjpg`` and the live page.
 
     Returns:
         A ``flask.Flask`` app. The caller owns ``recognizer`` and ``camera`` and closes them.
@@ -77,10 +78,10 @@ def create_app(
     if api_key is not None and not api_key:
         raise ValueError("api_key is empty; pass None for no key")
     key = api_key.encode() if api_key else None
-    page = (resources.files("edge_infer") / "web" / "index.html").read_text(encoding="utf-8")
+    page = (resources.files("edge_infer.apps.serve") / "web" / "index.html").read_text(encoding="utf-8")
     page = page.replace('data-camera="0"', f'data-camera="{int(camera is not None)}"')
 
-    app = Flask("edge_infer.server")
+    app = Flask("edge_infer.apps.serve.app")
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -251,7 +252,7 @@ def _detection_json(d: Any) -> dict[str, Any]:
 
 
 def _number_json(n: Any) -> dict[str, Any]:
-    """A :class:`edge_infer.vision.Number` as JSON: ``value`` is a string (leading zeros kept)."""
+    """A :class:`edge_infer.detect.full.Number` as JSON: ``value`` is a string (leading zeros kept)."""
     return {
         "box": [int(v) for v in n.box],
         "value": str(n.value),
@@ -373,7 +374,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs --api-key)"
     )
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    from .cli import add_model_arguments
+    from ..cli import add_model_arguments
 
     add_model_arguments(parser)  # --num-threads is per worker
     parser.add_argument(
@@ -428,8 +429,6 @@ def run(args: argparse.Namespace) -> int:
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads, workers=workers) as rec:
         camera = None
         if args.camera is not None:
-            from .camera import SourceError
-
             try:
                 camera = LiveStream.open(rec, args.camera)
             except SourceError as e:

@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError, ModelNotFoundError
 
 __all__ = [
+    "EDGETPU_OP",
     "EDGETPU_SUFFIX",
     "ModelNotFoundError",
     "is_edgetpu_model",
@@ -24,19 +25,15 @@ __all__ = [
 
 SHIPPED_MODEL = "digits_int8.tflite"
 EDGETPU_SUFFIX = "_edgetpu"
-_EDGETPU_OP = b"edgetpu-custom-op"
+EDGETPU_OP = b"edgetpu-custom-op"
 _MAX_MODEL_BYTES = 256 * 1024 * 1024
-
-
-class ModelNotFoundError(ModelError, FileNotFoundError):
-    """The model file does not exist."""
 
 
 def shipped_model_path() -> Path:
     """Path of the int8 digit model shipped inside the package."""
     # the package is always installed as files (setup.py ships no zip), so a plain path
     # serves; importlib.resources would add ~10 modules to the start-up
-    return Path(__file__).resolve().parent / "models" / SHIPPED_MODEL
+    return Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL
 
 
 def manifest_path(model_path: str | os.PathLike[str]) -> Path:
@@ -120,4 +117,4 @@ def read_checked(path: Path, *, verify: bool) -> bytes:
 
 
 def is_edgetpu_model(path: Path, data: bytes) -> bool:
-    return _EDGETPU_OP in data or path.stem.endswith(EDGETPU_SUFFIX)
+    return EDGETPU_OP in data or path.stem.endswith(EDGETPU_SUFFIX)

@@ -9,9 +9,9 @@ batched invoke per frame and the model's "not a digit" class:
 3. an adaptive mean threshold gives the ink, outer contours the marks;
 4. marks of digit size, shape and ink fill are laid out MNIST-style (their gray
    levels under the mask) and classified in one batch; words are dropped by the same rule as the full
-   pipeline (:func:`edge_infer.vision._reject_text`).
+   pipeline (:func:`edge_infer.detect.text.reject_text`).
 
-What it gives up, against the full pipeline (:mod:`edge_infer.segment`): no
+What it gives up, against the full pipeline (:mod:`edge_infer.detect.segment`): no
 flattening of uneven light beyond the threshold's window, no line or grid
 erasure (a digit touching a line is lost) and no merging of broken strokes.
 ``edge-infer bench`` reports both pipelines' recall and precision on the same scenes.
@@ -20,15 +20,15 @@ erasure (a digit touching a line is lost) and no merging of broken strokes.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .preprocess import MNIST_BOX, MNIST_SIZE, center_of_mass_place
-from .segment import _dark_ink, _halve
+from ..image.layout import MNIST_BOX, MNIST_SIZE, center_of_mass_place
+from ..results import Detection, DetectStats
+from .segment import frame_dark_ink, halve
+from .text import BatchClassifier, accept
 
-if TYPE_CHECKING:
-    from .recognizer import Detection, DigitRecognizer
+__all__ = ["detect_fast"]
 
 _WORK_MIN_H = 7  # the smallest digit's height in the shrunken frame, pixels
 _MAX_ASPECT = 2.0  # widest digit box, as a multiple of its height (a wide handwritten 2)
@@ -44,7 +44,7 @@ def _crop_batch(ink: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.n
     strongest ink is 255: one ``convertScaleAbs`` call, no offset, so the mask's
     zeros stay zero. Then the longest side goes to 20 px and the centre of mass
     (from OpenCV's moments) to the middle, placed by
-    :func:`edge_infer.preprocess.center_of_mass_place` straight into the batch.
+    :func:`edge_infer.image.preprocess.center_of_mass_place` straight into the batch.
 
     Ink is measured from white, not from the box's own paper level: one call per
     box instead of two, about 4% of the frame's time. On a page darker than white
@@ -116,7 +116,7 @@ def _threshold(gray: np.ndarray, block: int, dark: bool) -> np.ndarray:
 
 
 def detect_fast(
-    rec: DigitRecognizer,
+    classifier: BatchClassifier,
     gray_or_bgr: np.ndarray,
     *,
     min_h: int,
@@ -124,16 +124,14 @@ def detect_fast(
     min_score: float,
     polarity: str,
     max_side: int,
-    stages: dict[str, float],
+    stats: DetectStats,
 ) -> list[Detection]:
     """The pipeline above on a checked frame; boxes in frame pixels, not yet in reading order.
 
-    ``min_h``/``max_h`` are digit heights in frame pixels; ``stages`` receives the
+    ``min_h``/``max_h`` are digit heights in frame pixels; ``stats`` receives the
     seconds spent per stage.
     """
     import cv2
-
-    from .vision import _accept
 
     t0 = time.perf_counter()
     frame = gray_or_bgr
@@ -149,8 +147,8 @@ def detect_fast(
     # polarity reads no pixels, so it gets the frame as it is
     half = frame
     if polarity == "auto" and min(frame.shape) >= 2:
-        half = _halve(frame)
-    dark = _dark_ink(half, polarity)
+        half = halve(frame)
+    dark = frame_dark_ink(half, polarity)
     lo_h, hi_h = min_h * s, max_h * s
     block = 2 * max(3, round(0.9 * lo_h)) + 1  # the window spans a small digit
     ink = _threshold(frame, block, dark)
@@ -173,7 +171,7 @@ def detect_fast(
         else:
             marks.append((x, y, w, h))
     t1 = time.perf_counter()
-    stages["segment"] = t1 - t0
+    stats.segment = t1 - t0
     if not cands:
         return []
     # The word rule looks at a digit's neighbours on its line: only marks beside a
@@ -191,9 +189,9 @@ def detect_fast(
     strength = cv2.bitwise_not(frame) if dark else frame
     crops = _crop_batch(cv2.bitwise_and(strength, ink), cands)
     t2 = time.perf_counter()
-    preds = rec.classify_batch(crops)
+    preds = classifier.classify_batch(crops)
     t3 = time.perf_counter()
-    dets = _accept(rec, cands, line, preds, min_score, s)
-    stages["prepare"] = t2 - t1 + time.perf_counter() - t3
-    stages["infer"] = t3 - t2
+    dets = accept(classifier, cands, line, preds, min_score, s)
+    stats.prepare = t2 - t1 + time.perf_counter() - t3
+    stats.infer = t3 - t2
     return dets

@@ -16,19 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from .layout import MNIST_SIZE, area_matrix, mnist_layout, mnist_ready
+
 __all__ = [
-    "MNIST_BOX",
-    "MNIST_SIZE",
-    "center_of_mass_place",
+    "check_image",
     "flatten_alpha",
     "ink_map",
-    "resize_area",
+    "optional_module",
     "to_gray",
     "to_mnist",
 ]
-
-MNIST_SIZE = 28
-MNIST_BOX = 20
 
 _WORK_SIDE = 128
 _HAT_MIN = 0.1  # polarity vote: weakest hat response that counts, as a fraction of the range
@@ -38,7 +35,7 @@ _ZOOM_BELOW = 48  # a digit under this many working pixels in a shrunk photo get
 _BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 
-def _check_image(image: Any, what: str = "image") -> np.ndarray:
+def check_image(image: Any, what: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{what} must be a numpy array (h, w) or (h, w, c), not {type(image).__name__}")
     if image.dtype == np.bool_ or not (
@@ -115,7 +112,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     >>> to_gray(np.full((2, 2, 3), 200, np.uint8)).round(3).tolist()
     [[200.0, 200.0], [200.0, 200.0]]
     """
-    image = _check_image(image)
+    image = check_image(image)
     if image.ndim == 2:
         return image.astype(np.float32, copy=False)
     if image.shape[2] == 1:
@@ -283,7 +280,7 @@ def _erase_ruled_lines(ink: np.ndarray, level: float) -> None:
             (ink if axis == 0 else ink.T)[a:b] = 0.0
 
 
-def _dark_ink(g: np.ndarray) -> bool:
+def _ink_is_dark(g: np.ndarray) -> bool:
     """Polarity of a crop scaled to [0, 1]: True for dark ink on light paper.
 
     The border is mostly paper, even in a tight crop (ink touches it at a few places):
@@ -357,7 +354,7 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
         return np.zeros((h, w), np.float32), invert is not False
     g = (g - lo) / (hi - lo)
     if invert is None:
-        invert = _dark_ink(g)
+        invert = _ink_is_dark(g)
     # Wider than any stroke: a tight crop of a bold digit has strokes a third of its width.
     k = max(3, int(round(max(h, w) * 0.3)) | 1)
     if invert:
@@ -390,25 +387,6 @@ def _ink_map(image: np.ndarray, invert: bool | None) -> tuple[np.ndarray, bool]:
     return ink.astype(np.float32, copy=False), invert
 
 
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) resampling weights: box (area) filter down, linear up."""
-    if n_out >= n_in:
-        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5
-        pos = np.clip(pos, 0, n_in - 1)
-        i0 = np.floor(pos).astype(int)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        f = pos - i0
-        m = np.zeros((n_out, n_in))
-        m[np.arange(n_out), i0] += 1 - f
-        m[np.arange(n_out), i1] += f
-        return m.astype(np.float32)
-    edges = np.arange(n_out + 1, dtype=np.float64) * n_in / n_out
-    lo, hi = edges[:-1, None], edges[1:, None]
-    px = np.arange(n_in, dtype=np.float64)[None, :]
-    overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0, None)
-    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def _gray_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``resize_area(to_gray(image), shape)`` a band of rows at a time.
 
@@ -417,126 +395,13 @@ def _gray_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """
     if image.ndim == 3 and image.shape[2] == 4:
         image = flatten_alpha(image)  # its paper is chosen from the whole image, not per band
-    rows = _area_matrix(image.shape[0], shape[0])
+    rows = area_matrix(image.shape[0], shape[0])
     per_row = image.shape[1] * (image.shape[2] if image.ndim == 3 else 1)
     step = max(1, (1 << 20) // per_row)
     acc = np.zeros((shape[0], image.shape[1]), np.float32)
     for r in range(0, image.shape[0], step):
         acc += rows[:, r : r + step] @ to_gray(image[r : r + step])
-    return acc @ _area_matrix(image.shape[1], shape[1]).T
-
-
-def resize_area(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resizes a 2-D float image with area averaging (down) or linear (up) filtering.
-
-    >>> resize_area(np.ones((40, 20), np.float32), (20, 10)).shape
-    (20, 10)
-    """
-    h, w = shape
-    return _area_matrix(image.shape[0], h) @ image.astype(np.float32, copy=False) @ _area_matrix(image.shape[1], w).T
-
-
-def center_of_mass_place(
-    digit: np.ndarray,
-    size: int = MNIST_SIZE,
-    *,
-    centre: tuple[float, float] | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Places a small image in a ``size`` x ``size`` field, centre of mass at the centre.
-
-    Pixels shifted past the edge are dropped (as MNIST's own centring does).
-    ``centre`` is the image's centre of mass ``(cy, cx)`` when the caller already has
-    it (OpenCV's moments); otherwise it is computed here. The field is a new float32
-    array of zeros, or ``out`` (zeros, any dtype), which is written and returned.
-    """
-    if out is None:
-        out = np.zeros((size, size), np.float32)
-    h, w = digit.shape
-    if centre is None:
-        total = float(digit.sum())
-        if total <= 0:
-            return out
-        centre = (
-            float((digit.sum(axis=1) * np.arange(h)).sum()) / total,
-            float((digit.sum(axis=0) * np.arange(w)).sum()) / total,
-        )
-    top = int(round((size - 1) / 2 - centre[0]))
-    left = int(round((size - 1) / 2 - centre[1]))
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + h, size), min(left + w, size)
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = digit[y0 - top : y1 - top, x0 - left : x1 - left]
-    return out
-
-
-def _thicken(ink: np.ndarray) -> np.ndarray:
-    """3x3 grey dilation (max filter) of a small image."""
-    p = np.pad(ink, 1)
-    h, w = ink.shape
-    return np.max([p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
-
-
-def normalize_ink(
-    ink: np.ndarray, *, box: int = MNIST_BOX, size: int = MNIST_SIZE, thin_bold: bool = True
-) -> np.ndarray:
-    """Ink map (1 = stroke) -> MNIST layout: tight box, longest side ``box``, centred by mass.
-
-    Strokes thinner than MNIST's (under ~1.5 px at 20 px scale, e.g. a thin font
-    or a fine pen seen large) are thickened by one pixel, as MNIST's pen was broad;
-    with ``thin_bold``, strokes over ~3.5 px (bold print, a marker) are thinned by one.
-
-    Returns:
-        uint8 (size, size), white digit on black; all zeros when there is no ink.
-    """
-    mask = ink > 0.25
-    if not mask.any():
-        return np.zeros((size, size), np.uint8)
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    h, w = crop.shape
-    scale = box / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = resize_area(crop, (nh, nw))
-    # Stroke width estimate: ink area over half the boundary length.
-    m = np.pad(small > 0.4, 1)
-    area = float(m.sum())
-    edges = float(np.count_nonzero(m[1:] != m[:-1]) + np.count_nonzero(m[:, 1:] != m[:, :-1]))
-    if area and edges and 2.0 * area / edges < 1.5:
-        small = _thicken(np.pad(small, 1))
-    elif thin_bold and area and edges and 2.0 * area / edges > 3.5:
-        # Bold print or a marker seen large: strokes over 3.5 px at this scale are
-        # thicker than MNIST's pen ever was (a bold "1" with a foot reads as "2").
-        # One 2x2 grey erosion brings them back into MNIST's range.
-        p = np.pad(small, ((1, 0), (1, 0)), mode="edge")
-        small = np.minimum(np.minimum(p[:-1, :-1], p[1:, :-1]), np.minimum(p[:-1, 1:], p[1:, 1:]))
-    peak = float(small.max())
-    if peak > 0:
-        small = np.clip(small / peak, 0.0, 1.0)
-    placed = center_of_mass_place(small, size)
-    return np.rint(placed * 255).astype(np.uint8)
-
-
-_LAST = MNIST_SIZE * MNIST_SIZE - 1
-
-
-def _mnist_ready(image: np.ndarray) -> bool:
-    """A (28, 28) uint8 image is in MNIST's layout when its corners are dark: MNIST
-    keeps four black pixels around every digit. Light top-left and bottom-right
-    corners (together over 254) are paper: a dark digit on white, not yet normalised.
-    Two scalar reads, as this runs on every ``classify`` call."""
-    return image.item(0) + image.item(_LAST) <= 254
-
-
-def _paper_rows(raw: bytes) -> list[int]:
-    """:func:`_mnist_ready` for the bytes of a C-contiguous (N, 28, 28) uint8 batch:
-    the indices of the images that are not ready (usually none, found in two slices)."""
-    size = MNIST_SIZE * MNIST_SIZE
-    first, last = raw[::size], raw[_LAST::size]
-    if not first or max(first) + max(last) <= 254:
-        return []
-    return [i for i, (a, b) in enumerate(zip(first, last)) if a + b > 254]
+    return acc @ area_matrix(image.shape[1], shape[1]).T
 
 
 def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
@@ -565,11 +430,11 @@ def to_mnist(image: np.ndarray, *, invert: bool | None = None) -> np.ndarray:
     >>> out.shape, out.dtype, int(out[4:24, 12:16].max()) > 200, int(out[:, :8].max())
     ((28, 28), dtype('uint8'), True, 0)
     """
-    image = _check_image(image)
-    if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None and _mnist_ready(image):
+    image = check_image(image)
+    if image.shape == (MNIST_SIZE, MNIST_SIZE) and image.dtype == np.uint8 and invert is None and mnist_ready(image):
         return image
     ink, dark = _ink_map(image, invert)
-    return normalize_ink(_second_look(image, ink, dark))
+    return mnist_layout(_second_look(image, ink, dark))
 
 
 def _second_look(image: np.ndarray, ink: np.ndarray, dark: bool) -> np.ndarray:

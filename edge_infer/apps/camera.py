@@ -1,7 +1,7 @@
 """The camera demo: read digits and numbers live from a camera, a video, images or the sample clip.
 
 ``edge-infer camera`` (and ``demos/camera_demo.py``) opens a source, finds the
-digits in every frame (:func:`edge_infer.vision.detect`, one model invoke per
+digits in every frame (:func:`edge_infer.detect.detect`, one model invoke per
 frame), groups them into numbers and draws boxes, digits, scores, numbers, a
 rolling FPS and the delegate on the frame. It shows the result in a window, or
 with ``--headless`` prints one JSON line per frame; ``--save`` writes an
@@ -35,6 +35,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import SourceError
+
 __all__ = ["FrameSource", "add_arguments", "annotate", "open_source", "run", "sample_clip_path"]
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,6 @@ log = logging.getLogger(__name__)
 SAMPLE_CLIP = "sample_clip.mp4"
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 _VIDEO_EXTS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
-
-
-class SourceError(RuntimeError):
-    """A camera that does not open or stops giving frames (exit code 1)."""
 
 
 def sample_clip_path() -> Path:
@@ -124,7 +122,7 @@ def _capture(
 
 
 def _images(paths: list[Path], name: str) -> FrameSource:
-    from .imageio import read_image
+    from ..image.io import read_image
 
     it: Iterator[Path] = iter(paths)
 
@@ -190,7 +188,7 @@ def open_source(
                 return open_source(0, width=width, height=height, retries=0, loop_sample=loop_sample)
             except SourceError:
                 pass
-        print(f"edge-infer camera: no camera opened; playing the bundled sample clip ({SAMPLE_CLIP})", file=sys.stderr)
+        log.warning("no camera opened; playing the bundled sample clip (%s)", SAMPLE_CLIP)
         spec = "sample"
     if spec == "sample":
         clip = sample_clip_path()
@@ -405,8 +403,9 @@ def run(args: argparse.Namespace) -> int:
     """Runs the demo; returns the exit code (see the module docstring)."""
     _check_args(args)
     cv2 = _quiet_cv2()
-    from .recognizer import DigitRecognizer
-    from .vision import detect, group_numbers
+    from ..detect import detect, group_numbers
+    from ..results import DetectStats
+    from ..recognizer import DigitRecognizer
 
     show = not args.headless
     if show:
@@ -452,11 +451,12 @@ def run(args: argparse.Namespace) -> int:
             if args.save:
                 saver = _Saver(args.save, source.fps)
             ends: deque[float] = deque(maxlen=30)
+            stats = DetectStats()
             count = 0
             t_capture = 0.0
             while frame is not None:
-                t: dict[str, float] = {}
-                dets = detect(rec, frame, timings=t, **options)
+                dets = detect(rec, frame, stats=stats, **options)
+                t = stats.as_dict()
                 numbers = group_numbers(dets)
                 t0 = time.perf_counter()
                 fps = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 and ends[-1] > ends[0] else 0.0
