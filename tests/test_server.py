@@ -25,7 +25,7 @@ from edge_infer.apps.serve.mjpeg import LiveStream
 from .conftest import paper_digit, with_exif_orientation
 
 MAX_BYTES = 512 * 1024
-KEY = "s3cret-key"
+KEY = "s3cret-key-0123456789"
 
 
 def png(img: np.ndarray) -> bytes:

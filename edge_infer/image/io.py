@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -69,10 +70,13 @@ def _decode_png(data: bytes) -> np.ndarray:
         raise ValueError(f"PNG is {width}x{height}, over the {_MAX_PIXELS} pixel limit")
     ch = _PNG_CHANNELS[ctype]
     stride = width * ch
-    try:
-        raw = zlib.decompress(b"".join(idat))
+    try:  # inflate no more than the header declares (and one byte to tell a bomb)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(b"".join(idat), height * (stride + 1) + 1)
     except zlib.error as e:
         raise ValueError(f"damaged PNG image data ({e})") from e
+    if len(raw) > height * (stride + 1):
+        raise ValueError(f"damaged PNG: image data inflates beyond the size its {width}x{height} header declares")
     if len(raw) < height * (stride + 1):
         raise ValueError("damaged PNG: image data is shorter than its size says")
     rows = np.frombuffer(raw, np.uint8)[: height * (stride + 1)].reshape(height, stride + 1)
@@ -133,26 +137,45 @@ def _decode_pnm(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1] if ch == 3 else img[:, :, 0])
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, *, reduce: int = 1) -> np.ndarray:
     """Decodes image bytes to a uint8 array: (h, w) grayscale or (h, w, 3) BGR, upright
     and opaque (see the module docstring).
 
+    Args:
+        data: The file's bytes.
+        reduce: 1, 2, 4 or 8: a JPEG is decoded at that fraction of its size (by the JPEG
+            decoder itself, so the full-size image is never in memory; BGR then). Other
+            formats ignore it.
+
     Raises:
-        ValueError: The bytes are not an image this machine can decode; the
-            message says what to install for other formats.
+        ValueError: The bytes are not an image this machine can decode (the message says
+            what to install for other formats), or ``reduce`` is not 1, 2, 4 or 8.
     """
     if not data:
         raise ValueError("image is empty (0 bytes)")
+    if reduce not in (1, 2, 4, 8):
+        raise ValueError(f"reduce must be 1, 2, 4 or 8, got {reduce!r}")
+    jpeg = data.startswith(b"\xff\xd8")
     cv2 = optional_module("cv2")
     if cv2 is not None:
         # IMREAD_UNCHANGED keeps alpha but ignores EXIF orientation; a JPEG has no
         # alpha, so it is read with a flag that applies the orientation (and keeps gray gray)
-        flags = cv2.IMREAD_ANYCOLOR if data.startswith(b"\xff\xd8") else cv2.IMREAD_UNCHANGED
+        if jpeg:
+            flags = {1: cv2.IMREAD_ANYCOLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
+                reduce, cv2.IMREAD_REDUCED_COLOR_8
+            )
+        elif data[:8] == _PNG_SIG and data[24:25] == b"\x10" and data[25:26] in (b"\x00", b"\x02"):
+            # 16-bit without alpha: libpng strips to 8 bits row by row (half the memory)
+            flags = cv2.IMREAD_GRAYSCALE if data[25] == 0 else cv2.IMREAD_COLOR
+        else:
+            flags = cv2.IMREAD_UNCHANGED
         img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
         if img is None:
             raise ValueError("not a decodable image (OpenCV could not read it); send a PNG or JPEG")
-        if img.dtype != np.uint8:
-            img = np.right_shift(img, 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+        if img.dtype == np.uint16:  # the high byte, as one 8-bit copy (no 16-bit temporary)
+            img = np.ascontiguousarray(img.view(np.uint8)[..., 1 if sys.byteorder == "little" else 0 :: 2])
+        elif img.dtype != np.uint8:
+            img = img.astype(np.uint8)
         return flatten_alpha(img)
     if data.startswith(_PNG_SIG):
         try:
@@ -171,6 +194,8 @@ def decode_image(data: bytes) -> np.ndarray:
 
         try:
             with Image.open(io.BytesIO(data)) as opened:
+                if jpeg and reduce > 1:  # the JPEG decoder's own scaling (DCT scaling)
+                    opened.draft("RGB", (opened.width // reduce, opened.height // reduce))
                 upright = ImageOps.exif_transpose(opened)
                 see_through = "A" in upright.mode or "transparency" in upright.info
                 if upright.mode not in ("L", "RGB"):

@@ -13,7 +13,9 @@ A Flask app (:func:`create_app`) served by waitress, never Flask's debug server:
 Client mistakes get a JSON 4xx and are logged at INFO at most; only real faults are
 500s (logged with their traceback, which the client never sees). With an API key set,
 every route but ``/healthz`` needs it (``X-API-Key``, ``Authorization: Bearer`` or
-HTTP Basic with the key as password, for browsers).
+HTTP Basic with the key as password, for browsers). The limits that keep a request's
+memory and time bounded (body, decoded size, decodes at once, slow and idle clients)
+are described in ``docs/service.md``; :mod:`.guard` checks headers before a body is read.
 
 Importing this module imports neither Flask nor waitress nor OpenCV.
 """
@@ -21,7 +23,6 @@ Importing this module imports neither Flask nor waitress nor OpenCV.
 from __future__ import annotations
 
 import argparse
-import hmac
 import logging
 import os
 import signal
@@ -34,8 +35,9 @@ import numpy as np
 
 from ...errors import ClientError, SourceError, StreamBusyError
 from ...recognizer import DigitRecognizer
+from .guard import MIN_KEY_LENGTH, Gate, create_guarded_server
 from .mjpeg import LiveStream, read_frame
-from .uploads import DEFAULT_MAX_PIXELS, decode_upload, parse_json_image
+from .uploads import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, Upload, parse_json_image, read_upload
 
 __all__ = ["ClientError", "Server", "add_arguments", "create_app", "make_server", "run"]
 
@@ -45,6 +47,44 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 API_KEY_ENV = "EDGE_INFER_API_KEY"
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _BODY_TYPES = ("image/", "application/octet-stream")
+DECODE_WAIT = 5.0  # seconds a request waits for a decode slot before 503
+_PAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _page_policy(page: str) -> str:
+    """The page's Content-Security-Policy: its own inline script and style (by hash) and nothing else."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
+
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def _query_int(args: Any, name: str, default: int | None, low: int, high: int, what: str) -> int | None:
+    """A query value as an int: ASCII digits only, at most 6 of them, within ``low..high``; else 400."""
+    value = args.get(name)
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit() and len(value) <= 6 and low <= int(value) <= high):
+        shown = value if len(value) <= 20 else value[:20] + "..."
+        raise ClientError(400, f"{name} must be {what} from {low} to {high}, got {shown!r}")
+    return int(value)
 
 
 def create_app(
@@ -52,7 +92,10 @@ def create_app(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    workers: int | None = None,
     api_key: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
     camera: LiveStream | None = None,
 ) -> Any:
     """Builds the Flask app around a recognizer.
@@ -60,30 +103,42 @@ def create_app(
     Args:
         recognizer: Shared by all requests; give it ``workers=N`` to serve N at once.
         max_bytes: Largest request body; bigger ones get 413 before they are read.
-        max_pixels: Largest decoded image (checked from the header); bigger gets 413.
-        api_key: When set, required on every route but ``/healthz``.
+        max_pixels: Largest image (checked from the header); bigger gets 413.
+        max_decoded_bytes: Largest decode (width x height x channels x bytes per sample, from
+            the header): a bigger JPEG is read at 1/2, 1/4 or 1/8 size, a bigger PNG gets 413.
+        workers: Images decoded and read at once (default: CPU count, at most 4); others
+            wait up to :data:`DECODE_WAIT` seconds, then get 503. Peak memory is about
+            ``workers x max_decoded_bytes x 2.5``.
+        api_key: When set, required on every route but ``/healthz``; at least 16 characters.
+        allowed_hosts: Without a key, ``Host`` names served besides IP addresses and localhost.
         camera: An :class:`edge_infer.apps.serve.mjpeg.LiveStream` for ``/stream.mjpg`` and the live page.
 
     Returns:
-        A ``flask.Flask`` app. The caller owns ``recognizer`` and ``camera`` and closes them.
+        A ``flask.Flask`` app (its gate, for :func:`make_server`, in ``app.extensions["edge_infer.gate"]``).
+        The caller owns ``recognizer`` and ``camera`` and closes them.
 
     Raises:
-        ValueError: ``max_bytes`` or ``max_pixels`` below 1, or an empty ``api_key``.
+        ValueError: A limit below 1, or an ``api_key`` shorter than 16 characters.
     """
     from flask import Flask, Response, jsonify, request
     from werkzeug.exceptions import HTTPException
 
-    if max_bytes < 1 or max_pixels < 1:
-        raise ValueError(f"max_bytes and max_pixels must be >= 1, got {max_bytes} and {max_pixels}")
-    if api_key is not None and not api_key:
-        raise ValueError("api_key is empty; pass None for no key")
-    key = api_key.encode() if api_key else None
+    workers = _default_workers() if workers is None else workers
+    if min(max_bytes, max_pixels, max_decoded_bytes, workers) < 1:
+        raise ValueError(
+            f"max_bytes, max_pixels, max_decoded_bytes and workers must be >= 1, got {max_bytes}, "
+            f"{max_pixels}, {max_decoded_bytes} and {workers}"
+        )
+    gate = Gate(api_key, max_bytes=max_bytes, allowed_hosts=allowed_hosts)
+    slots = threading.BoundedSemaphore(workers)
     page = (resources.files("edge_infer.apps.serve") / "web" / "index.html").read_text(encoding="utf-8")
     page = page.replace('data-camera="0"', f'data-camera="{int(camera is not None)}"')
+    page_headers = {**_PAGE_HEADERS, "Content-Security-Policy": _page_policy(page)}
 
     app = Flask("edge_infer.apps.serve.app")
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["edge_infer.gate"] = gate
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
         resp = jsonify(error=message, status=status)
@@ -91,27 +146,20 @@ def create_app(
         resp.headers.update(headers or {})
         return resp
 
-    def authorised() -> bool:
-        given = request.headers.get("X-API-Key")
-        auth = request.headers.get("Authorization", "")
-        if given is None and auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
-        if given is None and request.authorization is not None and request.authorization.type == "basic":
-            given = request.authorization.password
-        return given is not None and hmac.compare_digest(given.encode(), key or b"")
-
     @app.before_request
     def check_request() -> Any:
-        if key is not None and request.path != "/healthz" and not authorised():
-            scheme = "Bearer" if request.path.startswith("/v1/") else "Basic"
-            return error(
-                401,
-                "missing or wrong API key: send it as X-API-Key",
-                {"WWW-Authenticate": f'{scheme} realm="edge-infer"'},
-            )
-        if request.content_length is not None and request.content_length > max_bytes:
-            return error(413, f"request body is {request.content_length} bytes; the limit is {max_bytes}")
+        # the server's parser asked the gate already, before the body; this covers other WSGI servers
+        refusal = gate.check(request.method, request.path, request.headers.get, request.remote_addr)
+        if refusal is not None:
+            return error(refusal.status, refusal.message, dict(refusal.headers))
         return None
+
+    @app.after_request
+    def security_headers(resp: Any) -> Any:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if resp.mimetype == "text/html":
+            resp.headers.update(page_headers)
+        return resp
 
     def body() -> bytes:
         chunks, total = [], 0
@@ -125,27 +173,37 @@ def create_app(
             raise ClientError(413, f"request body is over the {max_bytes}-byte limit")
         return b"".join(chunks)
 
-    def image_body(json_ok: bool) -> np.ndarray:
+    def image_body(json_ok: bool) -> Any:
+        """The request's image (an Upload); call it holding a decode slot."""
         mime = request.mimetype
         if json_ok and mime == "application/json":
-            return parse_json_image(body())
+            img = parse_json_image(body())
+            return Upload(img, img.shape[1], img.shape[0])
         if not mime.startswith(_BODY_TYPES):
             accepted = "image/png or image/jpeg" + (" or application/json" if json_ok else "")
             raise ClientError(415, f"Content-Type {mime or '(none)'} is not supported; send {accepted}")
-        return decode_upload(body(), max_pixels=max_pixels)
+        return read_upload(body(), max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+
+    class decode_slot:  # noqa: N801  (a context manager used like a function)
+        def __enter__(self) -> None:
+            if not slots.acquire(timeout=DECODE_WAIT):
+                raise ClientError(503, f"all {workers} decode slots are busy; try again shortly")
+
+        def __exit__(self, *exc: object) -> None:
+            slots.release()
 
     @app.post("/v1/classify")
     def classify() -> Any:
-        k = request.args.get("top_k", "3")
-        if not k.isdigit() or not 1 <= int(k) <= 10:
-            raise ClientError(400, f"top_k must be a whole number from 1 to 10, got {k!r}")
-        img = image_body(json_ok=True)
-        try:
-            p = recognizer.classify(img)
-        except (ValueError, TypeError) as e:  # the image passed the checks above: say why it cannot be read
-            raise ClientError(400, f"cannot read a digit in this image: {e}") from None
+        k = _query_int(request.args, "top_k", 3, 1, 10, "a whole number")
+        with decode_slot():
+            img = image_body(json_ok=True).image
+            try:
+                p = recognizer.classify(img)
+            except (ValueError, TypeError) as e:  # the image passed the checks above: say why it cannot be read
+                raise ClientError(400, f"cannot read a digit in this image: {e}") from None
+            del img
         digits = p.scores[:10]
-        order = np.argsort(-digits, kind="stable")[: int(k)]
+        order = np.argsort(-digits, kind="stable")[:k]
         return jsonify(
             digit=p.digit,
             score=round(p.score, 4),
@@ -156,26 +214,35 @@ def create_app(
 
     @app.post("/v1/detect")
     def detect() -> Any:
-        fast = request.args.get("fast", "0")
-        if fast not in ("0", "1"):
-            raise ClientError(400, f"fast must be 0 or 1, got {fast!r}")
+        fast = _query_int(request.args, "fast", 0, 0, 1, "0 or 1, i.e. a number")
         heights = {}
         for name in ("min_height", "max_height"):
-            value = request.args.get(name)
+            value = _query_int(request.args, name, None, 1, 100_000, "a whole number of pixels")
             if value is not None:
-                if not value.isdigit() or not 1 <= int(value) <= 100_000:
-                    raise ClientError(400, f"{name} must be a whole number of pixels from 1 to 100000, got {value!r}")
-                heights[name] = int(value)
-        frame = image_body(json_ok=False)
-        try:
-            detections, numbers = read_frame(recognizer, frame, fast=fast == "1", **heights)
-        except (ValueError, TypeError) as e:
-            raise ClientError(400, f"cannot read this image: {e}") from None
+                heights[name] = value
+        with decode_slot():
+            up = image_body(json_ok=False)
+            f = up.reduce  # a JPEG read reduced: heights asked in its pixels, boxes given back in them
+            if f > 1:
+                heights = {k: max(1, v // f if k == "min_height" else -(-v // f)) for k, v in heights.items()}
+            try:
+                detections, numbers = read_frame(recognizer, up.image, fast=fast == 1, **heights)
+            except (ValueError, TypeError) as e:
+                raise ClientError(400, f"cannot read this image: {e}") from None
+            h, w = up.image.shape[:2]
+            if f > 1:  # the stored size, turned as the image was (EXIF)
+                w, h = (
+                    (up.width, up.height)
+                    if (h, w) == (-(-up.height // f), -(-up.width // f))
+                    else (up.height, up.width)
+                )
+            del up
         return jsonify(
-            width=int(frame.shape[1]),
-            height=int(frame.shape[0]),
-            detections=[_detection_json(d) for d in detections],
-            numbers=[_number_json(n) for n in numbers],
+            width=int(w),
+            height=int(h),
+            reduced=f,
+            detections=[_detection_json(d, f) for d in detections],
+            numbers=[_number_json(n, f) for n in numbers],
         )
 
     probe = np.zeros((28, 28), np.uint8)
@@ -247,14 +314,14 @@ def create_app(
     return app
 
 
-def _detection_json(d: Any) -> dict[str, Any]:
-    return {"box": [int(v) for v in d.box], "digit": int(d.digit), "score": round(float(d.score), 4)}
+def _detection_json(d: Any, scale: int = 1) -> dict[str, Any]:
+    return {"box": [int(v) * scale for v in d.box], "digit": int(d.digit), "score": round(float(d.score), 4)}
 
 
-def _number_json(n: Any) -> dict[str, Any]:
+def _number_json(n: Any, scale: int = 1) -> dict[str, Any]:
     """A :class:`edge_infer.detect.full.Number` as JSON: ``value`` is a string (leading zeros kept)."""
     return {
-        "box": [int(v) for v in n.box],
+        "box": [int(v) * scale for v in n.box],
         "value": str(n.value),
         "digits": [int(d.digit) for d in n.digits],
         "scores": [round(float(s), 4) for s in n.scores],
@@ -266,6 +333,8 @@ class Server:
     """A waitress server for the app: ``serve_forever()`` here, or ``start()`` a thread.
 
     ``stop()`` may be called from any thread (or a signal handler) and is idempotent.
+    The app's gate (see :func:`create_app`) checks each request's headers before its
+    body is read; the limits are those of :func:`edge_infer.apps.serve.guard.create_guarded_server`.
     """
 
     def __init__(
@@ -277,19 +346,12 @@ class Server:
         threads: int = 4,
         max_body: int = DEFAULT_MAX_BYTES,
         camera: LiveStream | None = None,
+        **limits: Any,
     ) -> None:
-        from waitress.server import create_server
-
-        # waitress buffers a body before the app sees it: cap that too (the app answers
-        # bodies up to this size with its own JSON 413, waitress drops bigger ones).
-        self._server = create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            ident="edge-infer",
-            max_request_body_size=max_body + 1024 * 1024,
-            clear_untrusted_proxy_headers=True,
+        gate = getattr(app, "extensions", {}).get("edge_infer.gate")
+        max_body = min(max_body, gate.max_bytes) if gate is not None else max_body
+        self._server = create_guarded_server(
+            app, gate, host=host, port=port, threads=threads, max_bytes=max_body, **limits
         )
         self.host, self.port = str(self._server.effective_host), int(self._server.effective_port)
         self._camera = camera
@@ -350,9 +412,31 @@ def make_server(
     threads: int = 4,
     max_body: int = DEFAULT_MAX_BYTES,
     camera: LiveStream | None = None,
+    **limits: Any,
 ) -> Server:
-    """A :class:`Server` bound to ``host:port`` (port 0 picks a free one; see ``.port``)."""
-    return Server(app, host=host, port=port, threads=threads, max_body=max_body, camera=camera)
+    """A :class:`Server` bound to ``host:port`` (port 0 picks a free one; see ``.port``).
+
+    ``limits``: ``connection_limit``, ``channel_timeout``, ``request_timeout``, ``send_timeout``
+    (see :func:`edge_infer.apps.serve.guard.create_guarded_server`).
+    """
+    return Server(app, host=host, port=port, threads=threads, max_body=max_body, camera=camera, **limits)
+
+
+def _connection_limit(wanted: int = 1000) -> int:
+    """``wanted``, or fewer when this process may not open that many files (raising its soft limit first)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + 100:
+        target = wanted + 100 if hard == resource.RLIM_INFINITY else min(hard, wanted + 100)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return wanted if soft == resource.RLIM_INFINITY else max(10, min(wanted, soft - 100))
 
 
 # -- the CLI plugin -----------------------------------------------------------
@@ -387,10 +471,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, help="largest request body (default 4M; larger gets 413)"
     )
     parser.add_argument(
+        "--max-decoded",
+        type=_size,
+        default=DEFAULT_MAX_DECODED_BYTES,
+        help="largest decode, width x height x channels x bytes per sample (default 16M): a larger JPEG "
+        "is read at 1/2, 1/4 or 1/8 size, a larger PNG gets 413; memory is about workers x 2.5 x this",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="without an API key, also serve this Host name (IP addresses and localhost always are)",
+    )
+    parser.add_argument(
         "--api-key",
         default=None,
-        help=f"require this key (X-API-Key or Authorization: Bearer); default ${API_KEY_ENV}, "
-        "which is better: a command line is visible to other users",
+        help=f"require this key (X-API-Key or Authorization: Bearer; at least {MIN_KEY_LENGTH} characters); "
+        f"default ${API_KEY_ENV}, which is better: a command line is visible to other users",
     )
     parser.add_argument(
         "--allow-no-key",
@@ -416,9 +514,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.port < 0 or args.port > 65535:
         raise ValueError(f"--port must be 0-65535, got {args.port}")
-    workers = args.workers if args.workers is not None else max(1, min(4, os.cpu_count() or 1))
+    workers = args.workers if args.workers is not None else _default_workers()
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    Gate(api_key)  # a key too short to resist guessing: one line and exit 2, before the model loads
     try:
         import flask  # noqa: F401
         import waitress  # noqa: F401
@@ -435,11 +534,25 @@ def run(args: argparse.Namespace) -> int:
                 print(f"edge-infer serve: {e}", file=sys.stderr)
                 return 1
         try:
-            app = create_app(rec, max_bytes=args.max_bytes, api_key=api_key, camera=camera)
+            app = create_app(
+                rec,
+                max_bytes=args.max_bytes,
+                max_decoded_bytes=args.max_decoded,
+                workers=workers,
+                api_key=api_key,
+                allowed_hosts=tuple(args.allow_host),
+                camera=camera,
+            )
             # stream viewers hold a thread each; keep `workers` threads for the API besides them
             extra = LiveStream.MAX_VIEWERS if camera is not None else 0
             server = make_server(
-                app, host=args.host, port=args.port, threads=workers + extra + 1, max_body=args.max_bytes, camera=camera
+                app,
+                host=args.host,
+                port=args.port,
+                threads=workers + extra + 1,
+                max_body=args.max_bytes,
+                camera=camera,
+                connection_limit=_connection_limit(),
             )
         except BaseException:
             if camera is not None:

@@ -1,91 +1,121 @@
 """Request bodies -> arrays, for the HTTP service: pure functions, no Flask.
 
 Sizes are read from PNG/JPEG headers before anything is decoded, so a small
-file that claims a huge image (a decompression bomb) is refused cheaply.
+file that claims a huge image (a decompression bomb) is refused cheaply, and a
+large JPEG photo is read reduced (see :mod:`edge_infer.apps.serve.imagecheck`).
 """
 
 from __future__ import annotations
 
 import json
-import struct
+import struct  # noqa: F401  (the doctest builds a header with it)
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...errors import ClientError
 from ...image.io import decode_image
+from .imagecheck import check_png_data, read_header
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_JSON_SIDE", "ClientError", "decode_upload", "image_size", "parse_json_image"]
+__all__ = [
+    "DEFAULT_MAX_DECODED_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_JSON_SIDE",
+    "ClientError",
+    "Upload",
+    "decode_upload",
+    "image_size",
+    "parse_json_image",
+    "read_upload",
+]
 
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024  # 5.6 MP of BGR; x workers bounds the decodes' memory
 MAX_JSON_SIDE = 1024
 
 
 def image_size(data: bytes) -> tuple[str, int, int]:
-    """Reads the format and ``(width, height)`` from a PNG or JPEG header without decoding.
+    """Reads the format and ``(width, height)`` from a PNG or JPEG header without decoding
+    (see :func:`edge_infer.apps.serve.imagecheck.read_header` for the rest of the header).
 
     Raises:
         ClientError: 415 for another image format, 400 for bytes that are no image
             or a header that is cut short.
 
-    >>> image_size(b"\\x89PNG\\r\\n\\x1a\\n" + struct.pack(">I4sII", 13, b"IHDR", 640, 480) + bytes(5))
+    >>> image_size(b"\\x89PNG\\r\\n\\x1a\\n" + struct.pack(">I4sIIBBBBB", 13, b"IHDR", 640, 480, 8, 0, 0, 0, 0))
     ('png', 640, 480)
     """
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ClientError(400, "damaged PNG: no IHDR chunk at the start")
-        w, h = struct.unpack(">II", data[16:24])
-        return "png", w, h
-    if data.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
-                raise ClientError(400, f"damaged JPEG: no marker at byte {pos}")
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
-                pos += 2
-                continue
-            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-                if pos + 9 > len(data):
-                    break
-                h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                return "jpeg", w, h
-            if marker == 0xDA or length < 2:  # image data before any frame header
-                break
-            pos += 2 + length
-        raise ClientError(400, "damaged JPEG: no frame header (SOF) found")
-    for magic, name in ((b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")):
-        if data.startswith(magic):
-            raise ClientError(415, f"{name} images are not supported; send PNG or JPEG")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        raise ClientError(415, "WebP images are not supported; send PNG or JPEG")
-    raise ClientError(400, "the body is not a PNG or JPEG image")
+    h = read_header(data)
+    return h.kind, h.width, h.height
 
 
-def decode_upload(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 grayscale or BGR array, with the pixel count checked first.
+@dataclass(frozen=True)
+class Upload:
+    """A decoded upload: ``image`` read at ``1/reduce`` of the ``width`` x ``height`` stored."""
 
-    Decoded as image files are (:func:`edge_infer.image.io.decode_image`): JPEGs
-    upright by their EXIF orientation, transparent PNGs laid on paper, 16-bit to 8.
+    image: np.ndarray
+    width: int
+    height: int
+    reduce: int = 1
+
+
+def read_upload(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> Upload:
+    """PNG/JPEG bytes -> a uint8 grayscale or BGR array, with every limit checked before decoding.
+
+    The header gives the pixel count and the memory a decode takes (width x height x
+    channels x bytes per sample, see :class:`~edge_infer.apps.serve.imagecheck.ImageHeader`).
+    A JPEG over ``max_decoded_bytes`` is decoded at 1/2, 1/4 or 1/8 of its size by the JPEG
+    decoder itself (the smallest reduction that fits); a PNG over it is refused. A PNG's
+    image data is inflated once, bounded, to refuse one that inflates beyond its size.
+    Decoded as image files are (:func:`edge_infer.image.io.decode_image`): JPEGs upright by
+    their EXIF orientation, transparent PNGs laid on paper, 16-bit to 8.
 
     Raises:
-        ClientError: 400 undecodable, 413 more than ``max_pixels`` pixels, 415 not PNG/JPEG.
+        ClientError: 400 undecodable or a bomb (see :mod:`~edge_infer.apps.serve.imagecheck`),
+            413 more than ``max_pixels`` pixels or too large to decode within
+            ``max_decoded_bytes``, 415 not PNG/JPEG.
     """
     if not data:
         raise ClientError(400, "the body is empty; send a PNG or JPEG image")
-    kind, w, h = image_size(data)
+    head = read_header(data)
+    kind, w, h = head.kind.upper(), head.width, head.height
     if w == 0 or h == 0:
-        raise ClientError(400, f"the {kind.upper()} header says {w}x{h} pixels")
-    if w * h > max_pixels:
-        raise ClientError(413, f"image is {w}x{h} ({w * h / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP limit")
+        raise ClientError(400, f"the {kind} header says {w}x{h} pixels")
+    if head.pixels > max_pixels:
+        raise ClientError(413, f"image is {w}x{h} ({head.pixels / 1e6:.1f} MP), over the {max_pixels / 1e6:g} MP limit")
+    reduce = 1
+    if head.decoded_bytes() > max_decoded_bytes:
+        fits = [f for f in (2, 4, 8) if head.decoded_bytes(f) <= max_decoded_bytes] if head.kind == "jpeg" else []
+        if not fits:
+            need = head.decoded_bytes(8 if head.kind == "jpeg" else 1)
+            raise ClientError(
+                413,
+                f"a {w}x{h} {kind} ({head.channels} channels x {8 * head.bytes_per_sample} bits"
+                f"{', progressive' if head.work_bytes else ''}) needs {need / 2**20:.0f} MB to decode, over the "
+                f"{max_decoded_bytes / 2**20:g} MB decoded-size limit; send a smaller image",
+            )
+        reduce = fits[0]
+    if head.kind == "png":
+        check_png_data(data, head)
     try:
-        return decode_image(data)
+        img = decode_image(data, reduce=reduce)
     except ValueError:
-        raise ClientError(400, f"the {kind.upper()} image could not be decoded (damaged or truncated)") from None
+        raise ClientError(400, f"the {kind} image could not be decoded (damaged or truncated)") from None
+    return Upload(img, w, h, reduce)
+
+
+def decode_upload(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> np.ndarray:
+    """:func:`read_upload`'s image alone (possibly reduced; see there).
+
+    Raises:
+        ClientError: 400 undecodable, 413 over a limit, 415 not PNG/JPEG.
+    """
+    return read_upload(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes).image
 
 
 def parse_json_image(body: bytes) -> np.ndarray:
@@ -137,6 +167,3 @@ def parse_json_image(body: bytes) -> np.ndarray:
         if border.mean() > 127:  # dark ink on light: MNIST is light on dark
             img = 255 - img
     return img
-
-
-# -- the app ----------------------------------------------------------------
