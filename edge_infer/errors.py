@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BackendNotFoundError",
     "ClientError",
+    "ConfigError",
     "DelegateUnavailableError",
     "EdgeInferError",
     "ModelError",
@@ -53,3 +54,7 @@ class ClientError(EdgeInferError, ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ConfigError(EdgeInferError, ValueError):
+    """A configuration file (e.g. the meter reader's TOML) that is missing, malformed or inconsistent."""
