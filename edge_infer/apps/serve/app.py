@@ -23,11 +23,13 @@ Importing this module imports neither Flask nor waitress nor OpenCV.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -36,6 +38,7 @@ import numpy as np
 from ...errors import ClientError, SourceError, StreamBusyError
 from ...recognizer import DigitRecognizer
 from .guard import MIN_KEY_LENGTH, Gate, create_guarded_server
+from .imagecheck import read_header
 from .mjpeg import LiveStream, read_frame
 from .uploads import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, Upload, parse_json_image, read_upload
 
@@ -48,6 +51,8 @@ API_KEY_ENV = "EDGE_INFER_API_KEY"
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _BODY_TYPES = ("image/", "application/octet-stream")
 DECODE_WAIT = 5.0  # seconds a request waits for a decode slot before 503
+SMALL_DECODE = 1 << 20  # decodes up to this many bytes need no slot
+MAX_JSON_BYTES = 1 << 20  # a JSON image body; json.loads takes ~10x its size
 _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -161,47 +166,59 @@ def create_app(
             resp.headers.update(page_headers)
         return resp
 
-    def body() -> bytes:
+    def body(limit: int, what: str = "request body") -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise ClientError(413, f"{what} is {request.content_length} bytes; the limit is {limit}")
         chunks, total = [], 0
-        while total <= max_bytes:
-            chunk = request.stream.read(min(65536, max_bytes + 1 - total))
+        while total <= limit:
+            chunk = request.stream.read(min(1 << 20, limit + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        if total > max_bytes:
-            raise ClientError(413, f"request body is over the {max_bytes}-byte limit")
+        if total > limit:
+            raise ClientError(413, f"{what} is over the {limit}-byte limit")
         return b"".join(chunks)
 
-    def image_body(json_ok: bool) -> Any:
-        """The request's image (an Upload); call it holding a decode slot."""
+    @contextlib.contextmanager
+    def image_in(json_ok: bool) -> Iterator[Upload]:
+        """The request's image. One that takes over SMALL_DECODE bytes to decode (or a JSON body
+        over SMALL_DECODE / 16) holds one of ``workers`` slots while it is decoded and read, so at
+        most ``workers`` big images are in memory at once; small ones never wait for a slot."""
         mime = request.mimetype
-        if json_ok and mime == "application/json":
-            img = parse_json_image(body())
-            return Upload(img, img.shape[1], img.shape[0])
-        if not mime.startswith(_BODY_TYPES):
+        as_json = json_ok and mime == "application/json"
+        if not as_json and not mime.startswith(_BODY_TYPES):
             accepted = "image/png or image/jpeg" + (" or application/json" if json_ok else "")
             raise ClientError(415, f"Content-Type {mime or '(none)'} is not supported; send {accepted}")
-        return read_upload(body(), max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
-
-    class decode_slot:  # noqa: N801  (a context manager used like a function)
-        def __enter__(self) -> None:
-            if not slots.acquire(timeout=DECODE_WAIT):
-                raise ClientError(503, f"all {workers} decode slots are busy; try again shortly")
-
-        def __exit__(self, *exc: object) -> None:
-            slots.release()
+        if as_json:  # a parsed JSON array takes ~10x its text: send big crops as PNG
+            data = body(MAX_JSON_BYTES, "a JSON body")
+            cost = 16 * len(data)
+        else:
+            data = body(max_bytes)  # the header first: bombs and garbage are refused without a slot
+            cost = min(read_header(data).decoded_bytes(), max_decoded_bytes) if data else 0
+        held = cost > SMALL_DECODE and slots.acquire(timeout=DECODE_WAIT)
+        if cost > SMALL_DECODE and not held:
+            raise ClientError(503, f"all {workers} decode slots are busy with large images; try again shortly")
+        try:
+            if as_json:
+                img = parse_json_image(data)
+                up = Upload(img, img.shape[1], img.shape[0])
+            else:
+                up = read_upload(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
+            del data
+            yield up
+        finally:
+            if held:
+                slots.release()
 
     @app.post("/v1/classify")
     def classify() -> Any:
         k = _query_int(request.args, "top_k", 3, 1, 10, "a whole number")
-        with decode_slot():
-            img = image_body(json_ok=True).image
+        with image_in(json_ok=True) as up:
             try:
-                p = recognizer.classify(img)
+                p = recognizer.classify(up.image)
             except (ValueError, TypeError) as e:  # the image passed the checks above: say why it cannot be read
                 raise ClientError(400, f"cannot read a digit in this image: {e}") from None
-            del img
         digits = p.scores[:10]
         order = np.argsort(-digits, kind="stable")[:k]
         return jsonify(
@@ -220,9 +237,8 @@ def create_app(
             value = _query_int(request.args, name, None, 1, 100_000, "a whole number of pixels")
             if value is not None:
                 heights[name] = value
-        with decode_slot():
-            up = image_body(json_ok=False)
-            f = up.reduce  # a JPEG read reduced: heights asked in its pixels, boxes given back in them
+        with image_in(json_ok=False) as up:
+            f = up.reduce  # a JPEG read reduced: heights (asked in the upload's pixels) scaled down, boxes back up
             if f > 1:
                 heights = {k: max(1, v // f if k == "min_height" else -(-v // f)) for k, v in heights.items()}
             try:
@@ -236,7 +252,6 @@ def create_app(
                     if (h, w) == (-(-up.height // f), -(-up.width // f))
                     else (up.height, up.width)
                 )
-            del up
         return jsonify(
             width=int(w),
             height=int(h),
@@ -525,6 +540,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"edge-infer serve: needs {e.name}: pip install 'edge-infer[serve]'", file=sys.stderr)
         return 1
 
+    from ...runtime.sysmem import keep_freed_memory
+
+    # the camera's frame-sized blocks stay in the heap for the next frame (see sysmem), but a
+    # request's megabytes go back to the system when it ends: the RSS falls back after a burst
+    keep_freed_memory(trim_mb=8, mmap_mb=2)
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads, workers=workers) as rec:
         camera = None
         if args.camera is not None:
