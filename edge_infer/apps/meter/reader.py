@@ -1,11 +1,11 @@
 """MeterReader: one frame in, one :class:`Reading` out (aligned, read digit by digit, checked).
 
->>> # doctest: +SKIP
->>> from edge_infer.apps.meter import MeterReader, load_config
->>> with MeterReader(load_config("meter.toml")) as reader:
-...     r = reader.read(frame)
->>> r.status, r.value, r.raw
-('ok', 1298.7, '012987')
+Example::
+
+    from edge_infer.apps.meter import MeterReader, load_config
+    with MeterReader(load_config("meter.toml")) as reader:
+        r = reader.read(frame)
+    r.status, r.value, r.raw          # ('ok', 1298.7, '012987')
 
 The steps: align the frame to the reference (:mod:`.align`); cut the digit windows (or, with a
 ``display`` ROI, find the digits in it); classify them in one batch; then the rolling-drum rule and
@@ -108,6 +108,41 @@ def read_reference(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
+def ink_polarity(crop: np.ndarray) -> bool:
+    """True when the digit in a clean crop (the reference's) is darker than its background.
+
+    The digit is the minority of an Otsu split of the crop's grey levels.
+    """
+    import cv2
+
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return bool((gray > t).mean() > 0.5)
+
+
+def flatten_light(crop: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """A digit crop with glare and uneven light taken out (grey, uint8).
+
+    The background is what a grey closing (dark ink) or opening (light ink) with a kernel wider
+    than a stroke leaves; the crop is divided by it (dark ink) or has it subtracted (light ink),
+    then stretched to the full range. A glare spot on an LCD otherwise reads as ink or paper.
+    """
+    import cv2
+
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    k = max(3, (min(gray.shape) * 2 // 3) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    g = gray.astype(np.float32)
+    if dark_ink:
+        bg = cv2.GaussianBlur(cv2.morphologyEx(g, cv2.MORPH_CLOSE, kernel), (0, 0), k / 4)
+        out = g / np.maximum(bg, 1.0)
+    else:
+        bg = cv2.GaussianBlur(cv2.morphologyEx(g, cv2.MORPH_OPEN, kernel), (0, 0), k / 4)
+        out = g - bg
+    lo, hi = float(out.min()), float(out.max())
+    return np.clip((out - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+
+
 class MeterReader:
     """Reads one meter from its frames.
 
@@ -167,6 +202,7 @@ class MeterReader:
         )
         if last is not None:
             log.info("%s: last good value %s from the history", cfg.name, last[0])
+        self._dark_ink = [ink_polarity(self.reference[y : y + h, x : x + w]) for x, y, w, h in cfg.rois]
         self._lock = threading.Lock()
         #: The last reading, its aligned frame and its digit crops (for the web page).
         self.last: Reading | None = None
@@ -178,7 +214,8 @@ class MeterReader:
         cfg = self.config
         if cfg.rois:
             crops = [np.ascontiguousarray(frame[y : y + h, x : x + w]) for x, y, w, h in cfg.rois]
-            return crops, self.recognizer.classify_batch(crops)
+            flat = [flatten_light(c, dark) for c, dark in zip(crops, self._dark_ink)]
+            return crops, self.recognizer.classify_batch(flat)
         # a display: find the digits inside it; the longest number is the reading
         numbers = self.recognizer.read_numbers(frame, roi=cfg.display)
         if not numbers:
@@ -203,7 +240,9 @@ class MeterReader:
         with self._lock:
             aligned, info = (frame, None) if self.aligner is None else self.aligner.align(frame)
             if aligned is None:
-                reading = Reading(None, (None,) * n, 0.0, "unaligned", "?" * n, now, info.reason if info else "", (), info)
+                reading = Reading(
+                    None, (None,) * n, 0.0, "unaligned", "?" * n, now, info.reason if info else "", (), info
+                )
                 self._record(reading, frame, [], [])
                 return reading
             crops, preds = self._digit_crops(aligned)
@@ -215,8 +254,17 @@ class MeterReader:
                     digits = [0] * pad + [p.digit if p.is_digit else None for p in preds]
                     scores = [1.0] * pad + [p.score for p in preds]
                 else:
-                    reading = Reading(None, (None,) * n, 0.0, "uncertain", "?" * n, now,
-                                      f"found {found} digits in the display, expected {n}", (), info)
+                    reading = Reading(
+                        None,
+                        (None,) * n,
+                        0.0,
+                        "uncertain",
+                        "?" * n,
+                        now,
+                        f"found {found} digits in the display, expected {n}",
+                        (),
+                        info,
+                    )
                     self._record(reading, aligned, crops, [p.digit for p in preds])
                     return reading
             else:
@@ -228,8 +276,17 @@ class MeterReader:
             if value is not None and cfg.decimals:
                 value = round(value, cfg.decimals)
             conf = 0.0 if any(d is None for d in decision.digits) else min(scores, default=0.0)
-            reading = Reading(value, decision.digits, float(conf), decision.status, raw, now, decision.reason,
-                              tuple(float(s) for s in scores), info)
+            reading = Reading(
+                value,
+                decision.digits,
+                float(conf),
+                decision.status,
+                raw,
+                now,
+                decision.reason,
+                tuple(float(s) for s in scores),
+                info,
+            )
             if decision.status != "ok":
                 log.debug("%s: %s (%s): %s", cfg.name, decision.status, raw, decision.reason)
             self._record(reading, aligned, crops, digits)
