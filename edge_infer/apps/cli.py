@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _PLUGINS = {
     "camera": ("edge_infer.apps.camera", "run the camera demo on a camera, video, image(s) or the sample clip"),
     "serve": ("edge_infer.apps.serve.app", "serve digit recognition over HTTP (needs the [serve] extra)"),
+    "meter": ("edge_infer.apps.meter.cli", "read a meter with a camera, publish plausible readings (the [meter] extra)"),
 }
 
 

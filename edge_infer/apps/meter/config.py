@@ -235,8 +235,16 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}")
 
 
-def _num(data: Mapping[str, Any], key: str, default: float, where: str, *, lo: float, hi: float | None = None,
-         integer: bool = False) -> Any:
+def _num(
+    data: Mapping[str, Any],
+    key: str,
+    default: float,
+    where: str,
+    *,
+    lo: float,
+    hi: float | None = None,
+    integer: bool = False,
+) -> Any:
     v = data.get(key, default)
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok or v < lo or (hi is not None and v > hi):
@@ -290,12 +298,29 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None, path: Pat
         ConfigError: A missing or wrong value (the message names the key and the fix).
     """
     where = f"{path}: " if path else ""
-    top = {"name", "source", "reference", "rois", "display", "digits", "kind", "decimals", "unit", "device_class",
-           "interval", "model", "history", "plausibility", "align", "mqtt", "crops"}
+    top = {
+        "name",
+        "source",
+        "reference",
+        "rois",
+        "display",
+        "digits",
+        "kind",
+        "decimals",
+        "unit",
+        "device_class",
+        "interval",
+        "model",
+        "history",
+        "plausibility",
+        "align",
+        "mqtt",
+        "crops",
+    }
     _check_keys(data, top, f"{path or 'config'}")
     name = _str(data, "name", "meter", where).strip()
     if not name:
-        raise ConfigError(f"{where}name is empty; give the meter a name, e.g. name = \"water\"")
+        raise ConfigError(f'{where}name is empty; give the meter a name, e.g. name = "water"')
     source = data.get("source", "0")
     if isinstance(source, int) and not isinstance(source, bool):
         source = str(source)
@@ -329,7 +354,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None, path: Pat
     decimals = _num(data, "decimals", 0, where, lo=0, hi=digits, integer=True)
     kind = _str(data, "kind", "drum", where)
     if kind not in ("drum", "lcd"):
-        raise ConfigError(f"{where}kind = {kind!r}: must be \"drum\" (counter drums) or \"lcd\"")
+        raise ConfigError(f'{where}kind = {kind!r}: must be "drum" (counter drums) or "lcd"')
     device_class = _str(data, "device_class", "water", where)
     if device_class not in DEVICE_UNITS:
         raise ConfigError(f"{where}device_class = {device_class!r}: must be one of {', '.join(DEVICE_UNITS)}")
@@ -355,12 +380,12 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None, path: Pat
     if not isinstance(conf, list) or not all(
         isinstance(c, str) and len(c) == 2 and c.isdigit() and c[0] != c[1] for c in conf
     ):
-        raise ConfigError(f"{pw}confusable = {conf!r}: must be a list of digit pairs like [\"09\", \"17\"]")
+        raise ConfigError(f'{pw}confusable = {conf!r}: must be a list of digit pairs like ["09", "17"]')
     plaus = PlausibilityConfig(
         max_rate=_num(pd, "max_rate", 0.0, pw, lo=0.0),
         allow_decrease=_bool(pd, "allow_decrease", False, pw),
         min_score=_num(pd, "min_score", 0.9, pw, lo=0.0, hi=1.0),
-        max_unknown=_num(pd, "max_unknown", 2, pw, lo=0, hi=min(4, digits - 1), integer=True),
+        max_unknown=_num(pd, "max_unknown", min(2, digits - 1), pw, lo=0, hi=min(4, digits - 1), integer=True),
         confirm=_num(pd, "confirm", 2, pw, lo=1, hi=100, integer=True),
         confusable=tuple(conf),
     )
