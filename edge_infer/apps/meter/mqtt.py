@@ -35,6 +35,19 @@ __all__ = ["BrokerUnreachableError", "MqttPublisher", "discovery_message"]
 log = logging.getLogger(__name__)
 
 
+def _acknowledged(info: Any) -> bool:
+    """Whether the broker acknowledged a QoS 1 message.
+
+    paho queues a message published while the connection is down (and sends it after the
+    reconnect), but its ``rc`` stays "not connected" and ``is_published()`` then raises; the
+    acknowledgement still marks the info object, so read that.
+    """
+    try:
+        return bool(info.is_published())
+    except RuntimeError:
+        return bool(getattr(info, "_published", False))
+
+
 class BrokerUnreachableError(EdgeInferError, ConnectionError):
     """The MQTT broker did not answer when the reader started."""
 
@@ -169,13 +182,13 @@ class MqttPublisher:
                 log.warning("MQTT buffer full (%d readings): reading %s dropped", self.m.buffer, value)
                 return
             self._pending.append(info)
-            while self._pending and self._pending[0].is_published():
+            while self._pending and _acknowledged(self._pending[0]):
                 self._pending.popleft()
 
     def backlog(self) -> int:
         """Readings queued but not yet acknowledged by the broker."""
         with self._lock:
-            while self._pending and self._pending[0].is_published():
+            while self._pending and _acknowledged(self._pending[0]):
                 self._pending.popleft()
             return len(self._pending)
 
