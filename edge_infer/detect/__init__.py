@@ -16,7 +16,7 @@ import numpy as np
 
 from ..results import Detection, DetectStats, Number
 from .fast import detect_fast
-from .frames import Roi, check_frame, check_roi, positive_int, to_bgr
+from .frames import Roi, check_frame, check_roi, frame_gray, positive_int, to_bgr
 from .full import detect_full
 from .numbers import group_numbers
 from .text import BatchClassifier, reading_order
@@ -139,7 +139,8 @@ def read_numbers(
             color, stats: As for :func:`detect`.
 
     Returns:
-        Numbers in reading order; a lone digit is a one-digit number.
+        Numbers in reading order; a lone digit is a one-digit number. A decimal point
+        between two digits of a line is part of the reading (``"247.00"``).
 
     Raises:
         TypeError, ValueError: As for :func:`detect`.
@@ -160,4 +161,5 @@ def read_numbers(
         color=color,
         stats=stats,
     )
-    return group_numbers(dets, max_gap=max_gap)
+    gray = frame_gray(frame, color) if len(dets) > 1 else None
+    return group_numbers(dets, max_gap=max_gap, gray=gray)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..image.preprocess import flatten_alpha
 
-__all__ = ["COLORS", "Roi", "check_frame", "check_roi", "positive_int", "to_bgr"]
+__all__ = ["COLORS", "Roi", "check_frame", "check_roi", "frame_gray", "positive_int", "to_bgr"]
 
 #: ``(x, y, w, h)`` in frame pixels.
 Roi = Tuple[int, int, int, int]
@@ -85,3 +85,15 @@ def to_bgr(frame: np.ndarray, color: str) -> np.ndarray:
         if frame.shape[2] == 4 and frame[:, :, 3].min() < 255:
             frame = flatten_alpha(frame)  # a camera's BGRA is opaque; a transparent PNG's is not
     return frame
+
+
+def frame_gray(frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+    """A checked frame as 2-D uint8 gray, in frame pixels (needs OpenCV for colour frames)."""
+    frame = to_bgr(frame, color)
+    if frame.ndim == 2:
+        return frame
+    if frame.shape[2] == 1:
+        return frame[:, :, 0]
+    import cv2
+
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)

@@ -116,6 +116,9 @@ def _thresholds(contrast: np.ndarray, min_contrast: float) -> tuple[int, int]:
     dev = np.bincount(np.abs(np.arange(256) - med), weights=hist, minlength=256)
     mad = int(np.searchsorted(np.cumsum(dev), cdf[-1] / 2))
     lo = int(max(255 * min_contrast, med + 7.0 * 1.4826 * mad + 6))
+    # In a small region that is mostly ink (a counter's strip read with the polarity
+    # turned over) the deviation is the ink's own: keep the threshold at half scale.
+    lo = min(lo, 128)
     # Strong ink: twice the low threshold (at least 30%), but in a dim frame (faint chalk,
     # pencil) no more than 70% of the frame's strongest ink.
     peak = int(np.searchsorted(cdf, 0.997 * cdf[-1]))
