@@ -170,7 +170,8 @@ class ServerProcess:
 
 
 class Monitor:
-    """Normal traffic from 127.0.0.2: /healthz and a classify, every 50 ms, one at a time each."""
+    """Normal traffic from 127.0.0.2: /healthz and a classify, every 50 ms, one at a time each,
+    each on a new connection."""
 
     def __init__(self, port: int, key: str, server: ServerProcess) -> None:
         self.port, self.key, self.server = port, key, server
@@ -191,11 +192,10 @@ class Monitor:
         conn = None
         while not self._stop.is_set():
             t0 = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(
-                        "127.0.0.1", self.port, timeout=TIMEOUT, source_address=("127.0.0.2", 0)
-                    )
+            try:  # a new connection each time, as a client that comes and goes (it needs an accept)
+                conn = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=TIMEOUT, source_address=("127.0.0.2", 0)
+                )
                 if kind == "healthz":
                     conn.request("GET", "/healthz")
                 else:
@@ -205,18 +205,13 @@ class Monitor:
                 resp = conn.getresponse()
                 resp.read()
                 status = resp.status
-                if resp.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
             except (OSError, http.client.HTTPException):
                 status = 0
+            finally:
                 if conn is not None:
                     conn.close()
-                conn = None
             self.records.append((t0, kind, status, time.monotonic() - t0))
             self._stop.wait(0.05)
-        if conn is not None:
-            conn.close()
 
     def _sample(self) -> None:
         while not self._stop.is_set():
