@@ -301,6 +301,44 @@ class MeterReader:
             except OSError as e:  # a full disk must not stop the readings
                 log.warning("could not save crops to %s: %s", self.crops.dir, e)
 
+    def set_rois(self, rois: Any, *, display: Any = None, save: bool = True) -> MeterConfig:
+        """Replaces the digit windows (or the display box), from the next reading on.
+
+        Args:
+            rois: ``[[x, y, w, h], ...]`` left to right, or None with ``display``.
+            display: ``[x, y, w, h]`` of one display instead of ``rois``.
+            save: Also write the config file (atomically), when it came from one.
+
+        Returns:
+            The new config.
+
+        Raises:
+            ConfigError: A box that is malformed or outside the reference frame.
+        """
+        from .config import parse_config, save_config, to_dict
+
+        data = to_dict(self.config)
+        data.pop("rois", None)
+        data.pop("display", None)
+        data.pop("digits", None)
+        if display is not None:
+            data["display"] = display
+            data["digits"] = self.config.digits
+        else:
+            data["rois"] = rois
+        base = self.config.path.parent if self.config.path else None
+        cfg = parse_config(data, base=base, path=self.config.path)
+        check_rois(cfg, self.reference.shape)
+        if save and cfg.path is not None:
+            save_config(cfg)
+        with self._lock:
+            self.config = cfg
+            self._dark_ink = [ink_polarity(self.reference[y : y + h, x : x + w]) for x, y, w, h in cfg.rois]
+            if cfg.digits != self.gate.n:
+                self.gate = Gate(cfg.plausibility, digits=cfg.digits, decimals=cfg.decimals,
+                                 rolling=cfg.kind == "drum", last=self.gate.last)
+        return cfg
+
     def format(self, value: float) -> str:
         """A value as the meter shows it (leading zeros, the decimal point)."""
         return format_count(round(value * self.scale), self.config.digits, self.config.decimals)

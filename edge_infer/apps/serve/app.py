@@ -162,8 +162,9 @@ def create_app(
     @app.after_request
     def security_headers(resp: Any) -> Any:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if resp.mimetype == "text/html":
-            resp.headers.update(page_headers)
+        if resp.mimetype == "text/html":  # a page that sets its own policy (the meter page) keeps it
+            for k, v in page_headers.items():
+                resp.headers.setdefault(k, v)
         return resp
 
     def body(limit: int, what: str = "request body") -> bytes:
@@ -517,6 +518,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also serve a live annotated stream at /: a camera index, picamera, a video, "
         "an image folder or 'sample' (the bundled clip)",
     )
+    parser.add_argument("--meter", default=None, metavar="CONFIG", help="also read a meter: /meter and /v1/meter")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -563,6 +565,10 @@ def run(args: argparse.Namespace) -> int:
                 allowed_hosts=tuple(args.allow_host),
                 camera=camera,
             )
+            if args.meter is not None:  # the meter reader's page and JSON (edge_infer.apps.meter.web)
+                from ..meter.web import register
+
+                register(app, args.meter, rec)
             # stream viewers hold a thread each; keep `workers` threads for the API besides them
             extra = LiveStream.MAX_VIEWERS if camera is not None else 0
             server = make_server(
