@@ -15,7 +15,17 @@ import numpy as np
 
 from ..results import Detection, Prediction
 
-__all__ = ["BatchClassifier", "Boxed", "HasBox", "accept", "reading_order", "reject_lowercase", "reject_text", "words"]
+__all__ = [
+    "BatchClassifier",
+    "Boxed",
+    "HasBox",
+    "accept",
+    "reading_order",
+    "reject_letter_lookalikes",
+    "reject_lowercase",
+    "reject_text",
+    "words",
+]
 
 
 class BatchClassifier(Protocol):
@@ -198,12 +208,55 @@ def accept(
         ok = reject_text(boxes + marks, ok, [not p.is_digit for p in preds] + [True] * len(marks))
     else:  # no "not a digit" answer: letters are told by their shape (x-height) instead
         ok = reject_lowercase(boxes + marks, ok)
+    digits = [p.digit for p in preds] + [-1] * len(marks)
+    ok = reject_letter_lookalikes(boxes + marks, ok, digits)
     inv = 1.0 / scale
     return [
         Detection((round(x * inv), round(y * inv), max(1, round(w * inv)), max(1, round(h * inv))), p.digit, p.score)
         for (x, y, w, h), p, good in zip(boxes, preds, ok)
         if good
     ]
+
+
+_LOOKALIKES = (0, 1)  # o O and l I i ( ) read as digits
+
+
+def reject_letter_lookalikes(boxes: list[tuple[int, int, int, int]], ok: list[bool], digits: list[int]) -> list[bool]:
+    """Drops runs of digits that are letters of running text; returns the new ``ok`` flags.
+
+    A run of marks read only as 0 and 1 is an "o", "l", "I" or "oil" when it stands in
+    a line of words (letter-sized marks within a word space or two on both sides), or
+    when its marks differ in height like a word's do (an x-height "o" beside an "l").
+    A number on a label ("Room 101") has words on one side only and keeps its digits.
+    """
+    kept = [i for i, good in enumerate(ok) if good]
+    if not kept:
+        return ok
+    ok = list(ok)
+    others = [i for i, good in enumerate(ok) if not good]
+    for run in words([boxes[i] for i in kept], 0.6):
+        idx = [kept[k] for k in run]
+        lookalikes = all(digits[i] in _LOOKALIKES for i in idx)
+        hs = [boxes[i][3] for i in idx]
+        x0 = min(boxes[i][0] for i in idx)
+        x1 = max(boxes[i][0] + boxes[i][2] for i in idx)
+        y0 = min(boxes[i][1] for i in idx)
+        y1 = max(boxes[i][1] + boxes[i][3] for i in idx)
+        h = max(hs)
+        uneven = len(idx) > 1 and max(hs) > 1.3 * min(hs)
+        left = right = False
+        for j in others:
+            bx, by, bw, bh = boxes[j]
+            if bh < 0.3 * h or bh > 1.6 * h or min(y1, by + bh) - max(y0, by) < 0.5 * min(bh, y1 - y0):
+                continue  # not a letter of this line
+            if 0 <= x0 - (bx + bw) <= 1.5 * h:
+                left = True
+            elif 0 <= bx - x1 <= 1.5 * h:
+                right = True
+        if lookalikes and (uneven or (left and right)):
+            for i in idx:
+                ok[i] = False
+    return ok
 
 
 def reading_order(dets: list[Boxed]) -> list[Boxed]:
