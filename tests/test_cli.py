@@ -117,3 +117,18 @@ def test_classify_reads_a_sideways_phone_jpeg_and_a_transparent_png(tmp_path, mn
     r = cli("classify", "--json", str(sideways), str(clear))
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["digit"] for line in r.stdout.splitlines()] == [int(y[7]), int(y[8])]
+
+
+def test_classify_roi_reads_the_digit_in_the_region(tmp_path):
+    img = np.full((200, 300), 230, np.uint8)
+    cv2.putText(img, "2", (20, 150), cv2.FONT_HERSHEY_SIMPLEX, 3, 20, 8)
+    cv2.putText(img, "7", (200, 150), cv2.FONT_HERSHEY_SIMPLEX, 3, 20, 8)
+    p = tmp_path / "two.png"
+    cv2.imwrite(str(p), img)
+    left, right = cli("classify", str(p), "--roi", "0,0,120,190"), cli("classify", str(p), "--roi", "180,40,110,140")
+    assert left.returncode == 0 and ": 2 " in left.stdout
+    assert right.returncode == 0 and ": 7 " in right.stdout
+    bad = cli("classify", str(p), "--roi", "10,10")
+    assert bad.returncode == 2 and "--roi takes X,Y,W,H" in bad.stderr
+    outside = cli("classify", str(p), "--roi", "400,0,50,50")
+    assert outside.returncode == 2 and "outside" in outside.stderr and "Traceback" not in outside.stderr

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 _PLUGINS = {
     "camera": ("edge_infer.apps.camera", "run the camera demo on a camera, video, image(s) or the sample clip"),
     "serve": ("edge_infer.apps.serve.app", "serve digit recognition over HTTP (needs the [serve] extra)"),
-    "meter": ("edge_infer.apps.meter.cli", "read a meter with a camera, publish plausible readings (the [meter] extra)"),
+    "meter": (
+        "edge_infer.apps.meter.cli",
+        "read a meter with a camera, publish plausible readings (the [meter] extra)",
+    ),
 }
 
 
@@ -76,13 +79,33 @@ def _tensor(t: Any) -> dict[str, Any]:
     return {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype), "scale": t.scale, "zero_point": t.zero_point}
 
 
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """``"X,Y,W,H"`` -> a region of interest in frame pixels (for ``--roi``).
+
+    >>> parse_roi("10,20,300,120")
+    (10, 20, 300, 120)
+    """
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+        raise argparse.ArgumentTypeError(f"--roi takes X,Y,W,H in frame pixels (four whole numbers), got {text!r}")
+    x, y, w, h = (int(p) for p in parts)
+    return (x, y, w, h)
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
+    from ..detect.frames import check_roi
     from ..image.io import read_image
     from ..recognizer import DigitRecognizer
 
     if not 1 <= args.top_k <= 10:
         raise ValueError(f"--top-k must be from 1 to 10, got {args.top_k}")
     images = [(path, read_image(path)) for path in args.images]
+    if args.roi is not None:  # the digit is in this region of each image
+        cut = []
+        for path, img in images:
+            x, y, w, h = check_roi(args.roi, img.shape)
+            cut.append((path, img[y : y + h, x : x + w]))
+        images = cut
     with DigitRecognizer(args.model, delegate=args.delegate, num_threads=args.num_threads) as rec:
         preds = rec.classify_batch([img for _, img in images])
         for (path, _), p in zip(images, preds):
@@ -139,6 +162,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_arguments(p)
     p.add_argument("--top-k", type=int, default=1, help="also show the next most likely digits")
+    p.add_argument("--roi", type=parse_roi, default=None, metavar="X,Y,W,H", help="read only this region of each image")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     p.set_defaults(func=_cmd_classify)
 
