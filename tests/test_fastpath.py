@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bench.detect_baseline import BaselineDetector, score
-from edge_infer.detect.fast import _crop_batch, _shrink, _threshold
 from edge_infer.detect import detect, read_numbers
+from edge_infer.detect.fast import _crop_batch, _shrink, _threshold
 from edge_infer.image.layout import center_of_mass_place
 
 from .conftest import dejavu_text, paper, stamp_digit
