@@ -24,6 +24,8 @@ import ipaddress
 import json
 import logging
 import math
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -224,18 +226,12 @@ def create_guarded_server(
     from waitress.parser import HTTPRequestParser
     from waitress.server import TcpWSGIServer
     from waitress.task import ErrorTask, ThreadedTaskDispatcher
-    from waitress.utilities import Error, RequestEntityTooLarge
-
-    class Refused(Error):
-        def __init__(self, refusal: Refusal) -> None:
-            super().__init__(refusal.message)
-            self.refusal = refusal
-            self.code = refusal.status
+    from waitress.utilities import RequestEntityTooLarge
 
     class JsonErrorTask(ErrorTask):
         def execute(self) -> None:
-            e = self.request.error
-            refusal = getattr(e, "refusal", None) or Refusal(e.code, f"{e.reason}: {e.body}")
+            e = self.request.error  # a gate's Refusal, or one of waitress's own (BadRequest, ...)
+            refusal = e if isinstance(e, Refusal) else Refusal(e.code, f"{e.reason}: {e.body}")
             body = refusal.body()
             self.status = f"{refusal.status} {HTTPStatus(refusal.status).phrase}"
             self.response_headers.extend([("Content-Type", "application/json"), *refusal.headers])
@@ -261,7 +257,7 @@ def create_guarded_server(
                 self.command or "", self.path or "", lambda name: headers.get(name.upper().replace("-", "_")), addr
             )
             if refusal is not None:  # answered now; the body (if any) is never read
-                self.error = Refused(refusal)
+                self.error = refusal  # waitress only tests it for truth; JsonErrorTask answers it
                 self.completed = True
                 self.expect_continue = False
                 if self.channel is not None:
@@ -301,12 +297,29 @@ def create_guarded_server(
             mono = time.monotonic()
             for ch in list(self.active_channels.values()):
                 started = ch.request_started
+                if ch.will_close:
+                    continue
                 if started is not None and not ch.requests and mono - started > request_timeout:
                     log.info("closing %s: its request took over %g s to arrive", ch.addr[0], request_timeout)
-                    ch.handle_close()
+                    _drop(ch)
                 elif ch.requests and ch.total_outbufs_len and now - ch.last_activity > send_timeout:
                     log.info("closing %s: it took nothing of its response for %g s", ch.addr[0], send_timeout)
-                    ch.handle_close()
+                    _drop(ch)
+
+    def _drop(ch: Any) -> None:
+        """Resets a connection from maintenance (which runs while the main loop lists its sockets).
+
+        Closing the socket here would free its number for the next accept while the loop still
+        holds it, and the old socket's poll result would then close the new connection: so the
+        socket is shut down (the poll reports a hang-up) and the loop closes it in its own time;
+        SO_LINGER 0 makes that close a reset, dropping what the kernel still holds for the client.
+        """
+        ch.will_close = True
+        try:
+            ch.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ch.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):  # gone already
+            pass
 
     adj = Adjustments(
         host=host,
@@ -322,6 +335,7 @@ def create_guarded_server(
         outbuf_high_watermark=1024 * 1024,  # a stalled stream viewer buffers 1 MB, then waits
         asyncore_use_poll=True,  # select() stops at 1024 descriptors
         clear_untrusted_proxy_headers=True,
+        log_socket_errors=False,  # a client that resets or stops reading is not the server's error
     )
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(threads)
