@@ -169,7 +169,10 @@ def decode_image(data: bytes, *, reduce: int = 1) -> np.ndarray:
             flags = cv2.IMREAD_GRAYSCALE if data[25] == 0 else cv2.IMREAD_COLOR
         else:
             flags = cv2.IMREAD_UNCHANGED
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        except cv2.error as e:  # some damaged files raise rather than give None
+            raise ValueError(f"not a decodable image ({str(e).strip().splitlines()[-1]})") from None
         if img is None:
             raise ValueError("not a decodable image (OpenCV could not read it); send a PNG or JPEG")
         if img.dtype == np.uint16:  # the high byte, as one 8-bit copy (no 16-bit temporary)

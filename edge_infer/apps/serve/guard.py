@@ -100,9 +100,10 @@ class Gate:
             header: Looks a header up by name (e.g. ``"X-API-Key"``); None when absent.
             addr: The client's address (for the wrong-key budget and the log).
         """
-        length = header("Content-Length")
-        if length is not None and length.isascii() and length.isdigit() and int(length) > self.max_bytes:
-            return Refusal(413, f"request body is {int(length)} bytes; the limit is {self.max_bytes}")
+        length = (header("Content-Length") or "").strip()
+        if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > self.max_bytes):
+            shown = length if len(length) <= 18 else f"a {len(length)}-digit number of"
+            return Refusal(413, f"request body is {shown} bytes; the limit is {self.max_bytes}")
         if self._key is None:
             host = header("Host")
             if host is not None and not self.host_allowed(host):
@@ -223,7 +224,7 @@ def create_guarded_server(
     """
     from waitress.adjustments import Adjustments
     from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
+    from waitress.parser import HTTPRequestParser, ParsingError
     from waitress.server import TcpWSGIServer
     from waitress.task import ErrorTask, ThreadedTaskDispatcher
     from waitress.utilities import RequestEntityTooLarge
@@ -241,6 +242,12 @@ def create_guarded_server(
 
     class GuardedParser(HTTPRequestParser):
         channel: Any = None
+
+        def parse_header(self, header_plus: bytes) -> None:
+            try:
+                super().parse_header(header_plus)
+            except ValueError:  # int() of a Content-Length over 4300 digits: a bad request, not a crash
+                raise ParsingError("Content-Length is invalid") from None
 
         def received(self, data: bytes) -> int:
             if self.completed:
