@@ -29,7 +29,7 @@ from edge_infer.apps.serve.uploads import read_upload
 from edge_infer.errors import ClientError
 from edge_infer.image.io import _decode_png
 
-from .conftest import paper_digit
+from .conftest import paper_digit, with_exif_orientation
 from .test_server import jpeg, png, scene
 
 KEY = "attack-test-key-0123456789"
@@ -158,6 +158,11 @@ def test_large_jpeg_is_read_reduced_boxes_in_its_own_pixels(url, digits):
     assert [d["digit"] for d in got] == [d["digit"] for d in want]
     for d, d1 in zip(got, want):  # boxes in the uploaded image's pixels: twice those of the half-size image
         assert all(abs(a - 2 * b) <= 12 for a, b in zip(d["box"], d1["box"])), (d, d1)
+    # a phone's portrait photo (stored sideways, an EXIF tag to turn it): turned, then the same
+    sideways = with_exif_orientation(jpeg(cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)), 8)
+    out = post(url, "/v1/detect", sideways, "image/jpeg").json()
+    assert out["reduced"] == 2 and (out["width"], out["height"]) == (frame.shape[1], frame.shape[0])
+    assert sorted(d["digit"] for d in out["detections"]) == sorted(d["digit"] for d in want)
 
 
 def test_progressive_jpeg_counts_its_coefficient_buffer():
