@@ -392,3 +392,59 @@ def test_attack_bench_quick_slice(tmp_path):
     assert rows["slowloris"]["outcomes"].get("connected 20/20") == 1
     for row in rows.values():
         assert row["error_log_lines"] == 0 and row["healthz_ok"] and row["classify_ok"], row
+
+
+# -- the inflate bound never refuses a real PNG -------------------------------------------
+def _adam7_png(img: np.ndarray) -> bytes:
+    """An interlaced 8-bit gray PNG, written by hand (OpenCV writes none): every pass, filter 0."""
+    h, w = img.shape
+    rows = []
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
+        sub = img[y0::dy, x0::dx]
+        if sub.size:
+            rows += [b"\x00" + r.tobytes() for r in sub]
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def test_every_kind_of_png_passes_the_inflate_bound(digits):
+    import io
+
+    from PIL import Image
+
+    d = paper_digit(digits[0][0], scale=3)
+    gray = cv2.cvtColor(d, cv2.COLOR_BGR2GRAY)
+
+    def pil(mode: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(gray).convert(mode).save(buf, "PNG", **kw)
+        return buf.getvalue()
+
+    odd = gray[:37, :53]  # sides that are no multiple of 8: partial Adam7 passes, padded bit rows
+    pngs = {
+        "interlaced": _adam7_png(odd),
+        "1-bit": pil("1"),
+        "palette": pil("P"),
+        "gray+alpha": pil("LA"),
+        "16-bit RGBA": png(np.dstack([d, np.full(d.shape[:2], 255, np.uint8)]).astype(np.uint16) * 257),
+        "16-bit gray": png(gray.astype(np.uint16) * 257),
+    }
+    for name, data in pngs.items():
+        up = read_upload(data)
+        assert up.image.shape[:2] == ((37, 53) if name == "interlaced" else gray.shape), name
+    assert np.array_equal(read_upload(pngs["interlaced"]).image, odd)
+    with pytest.raises(ClientError, match="chunks"):  # a chunk flood is refused before libpng
+        read_upload(pngs["palette"][:33] + _chunk(b"tEXt", b"a\x00b") * 10_001 + pngs["palette"][33:])
