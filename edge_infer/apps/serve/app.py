@@ -37,16 +37,23 @@ import numpy as np
 
 from ...errors import ClientError, SourceError, StreamBusyError
 from ...recognizer import DigitRecognizer
-from .guard import MIN_KEY_LENGTH, Gate, create_guarded_server
+from .guard import MIN_KEY_LENGTH, Gate
 from .imagecheck import read_header
 from .mjpeg import LiveStream, read_frame
-from .uploads import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, Upload, parse_json_image, read_upload
+from .server import Server, connection_limit, make_server
+from .uploads import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_PIXELS,
+    Upload,
+    parse_json_image,
+    read_upload,
+)
 
 __all__ = ["ClientError", "Server", "add_arguments", "create_app", "make_server", "run"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 API_KEY_ENV = "EDGE_INFER_API_KEY"
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _BODY_TYPES = ("image/", "application/octet-stream")
@@ -344,117 +351,6 @@ def _number_json(n: Any, scale: int = 1) -> dict[str, Any]:
     }
 
 
-# -- serving ----------------------------------------------------------------
-class Server:
-    """A waitress server for the app: ``serve_forever()`` here, or ``start()`` a thread.
-
-    ``stop()`` may be called from any thread (or a signal handler) and is idempotent.
-    The app's gate (see :func:`create_app`) checks each request's headers before its
-    body is read; the limits are those of :func:`edge_infer.apps.serve.guard.create_guarded_server`.
-    """
-
-    def __init__(
-        self,
-        app: Any,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 8080,
-        threads: int = 4,
-        max_body: int = DEFAULT_MAX_BYTES,
-        camera: LiveStream | None = None,
-        **limits: Any,
-    ) -> None:
-        gate = getattr(app, "extensions", {}).get("edge_infer.gate")
-        max_body = min(max_body, gate.max_bytes) if gate is not None else max_body
-        self._server = create_guarded_server(
-            app, gate, host=host, port=port, threads=threads, max_bytes=max_body, **limits
-        )
-        self.host, self.port = str(self._server.effective_host), int(self._server.effective_port)
-        self._camera = camera
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def serve_forever(self) -> None:
-        """Serves until :meth:`stop`; then closes every connection and worker thread."""
-        from waitress import wasyncore
-
-        srv = self._server
-        try:
-            while not self._stop.is_set():
-                wasyncore.loop(
-                    timeout=srv.adj.asyncore_loop_timeout, map=srv._map, use_poll=srv.adj.asyncore_use_poll, count=1
-                )
-        finally:
-            if self._camera is not None:
-                self._camera.close()  # ends the MJPEG responses, freeing their threads
-            srv.task_dispatcher.shutdown(timeout=5)
-            wasyncore.close_all(srv._map)
-            self._done.set()
-
-    def start(self) -> Server:
-        """Serves in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.serve_forever, name="edge-infer-serve", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if not self._done.is_set():
-            try:
-                self._server.pull_trigger()
-            except OSError:
-                pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def make_server(
-    app: Any,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    threads: int = 4,
-    max_body: int = DEFAULT_MAX_BYTES,
-    camera: LiveStream | None = None,
-    **limits: Any,
-) -> Server:
-    """A :class:`Server` bound to ``host:port`` (port 0 picks a free one; see ``.port``).
-
-    ``limits``: ``connection_limit``, ``channel_timeout``, ``request_timeout``, ``send_timeout``
-    (see :func:`edge_infer.apps.serve.guard.create_guarded_server`).
-    """
-    return Server(app, host=host, port=port, threads=threads, max_body=max_body, camera=camera, **limits)
-
-
-def _connection_limit(wanted: int = 1000) -> int:
-    """``wanted``, or fewer when this process may not open that many files (raising its soft limit first)."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return wanted
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted + 100:
-        target = wanted + 100 if hard == resource.RLIM_INFINITY else min(hard, wanted + 100)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return wanted if soft == resource.RLIM_INFINITY else max(10, min(wanted, soft - 100))
-
-
 # -- the CLI plugin -----------------------------------------------------------
 def _size(text: str) -> int:
     units = {"k": 1024, "m": 1024**2}
@@ -578,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
                 threads=workers + extra + 1,
                 max_body=args.max_bytes,
                 camera=camera,
-                connection_limit=_connection_limit(),
+                connection_limit=connection_limit(),
             )
         except BaseException:
             if camera is not None:

@@ -19,6 +19,7 @@ from ...image.io import decode_image
 from .imagecheck import check_png_data, read_header
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DECODED_BYTES",
     "DEFAULT_MAX_PIXELS",
     "MAX_JSON_SIDE",
@@ -30,6 +31,7 @@ __all__ = [
     "read_upload",
 ]
 
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # a request body
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024  # 5.6 MP of BGR; x workers bounds the decodes' memory
 MAX_JSON_SIDE = 1024
