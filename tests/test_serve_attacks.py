@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -448,3 +449,42 @@ def test_every_kind_of_png_passes_the_inflate_bound(digits):
     assert np.array_equal(read_upload(pngs["interlaced"]).image, odd)
     with pytest.raises(ClientError, match="chunks"):  # a chunk flood is refused before libpng
         read_upload(pngs["palette"][:33] + _chunk(b"tEXt", b"a\x00b") * 10_001 + pngs["palette"][33:])
+
+
+# -- decode slots -------------------------------------------------------------------------
+class _HeldDetect:
+    """The real recogniser, but ``detect`` waits (bounded) until the test lets it go."""
+
+    def __init__(self, rec) -> None:
+        self._rec = rec
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._rec, name)
+
+    def detect(self, frame, **kw):
+        self.entered.set()
+        self.release.wait(30)
+        return self._rec.detect(frame, **kw)
+
+
+def test_big_decodes_take_one_of_workers_slots_small_ones_none(rec, digits, monkeypatch):
+    import edge_infer.apps.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "DECODE_WAIT", 0.2)
+    held = _HeldDetect(rec)
+    big = jpeg(np.full((1000, 1000, 3), 210, np.uint8))  # 3 MB decoded: needs a slot
+    with serve(create_app(held, workers=1)) as srv:
+        first: list[int] = []
+        t = threading.Thread(target=lambda: first.append(post(srv.url, "/v1/detect", big, "image/jpeg").status_code))
+        t.start()
+        try:
+            assert held.entered.wait(30)  # the first big image holds the only slot
+            r = post(srv.url, "/v1/detect", big, "image/jpeg")
+            assert r.status_code == 503 and "decode slots" in r.json()["error"]
+            small = post(srv.url, "/v1/classify", png(paper_digit(digits[0][0])), "image/png")
+            assert small.status_code == 200 and small.json()["digit"] == digits[0][1]  # no slot needed
+        finally:
+            held.release.set()
+            t.join(60)
+    assert first == [200]
