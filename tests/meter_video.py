@@ -69,7 +69,7 @@ def acceptable(counter: float) -> tuple[int, ...]:
     return (lo,) if counter - lo < 1e-6 else (lo, lo + 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _glyph(ch: str, height: int) -> np.ndarray:
     """Alpha mask (float32, tight box) of one character in DejaVu Sans Bold, ``height`` px tall."""
     from PIL import Image, ImageDraw, ImageFont
@@ -87,7 +87,7 @@ def _glyph(ch: str, height: int) -> np.ndarray:
     return cv2.resize(a, (max(1, round(a.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _drum_strip() -> np.ndarray:
     """The printed band of one drum: digits 0..9 then 0 again, one per ``DIGIT_H * 1.5`` px (alpha)."""
     pitch = int(DIGIT_H * 1.5)
@@ -220,8 +220,9 @@ def _counter_track(n_frames: int, start: float, rng: np.random.Generator, *, max
     return out
 
 
-def _make(kind: str, n_frames: int, seed: int, n_digits: int, start: float, max_step: float,
-          hands: tuple[int, ...]) -> MeterVideo:
+def _make(
+    kind: str, n_frames: int, seed: int, n_digits: int, start: float, max_step: float, hands: tuple[int, ...]
+) -> MeterVideo:
     rng = np.random.default_rng(seed)
     face, rois = _face(n_digits, rng, kind)
     track = _counter_track(n_frames, start, rng, max_step=max_step)
@@ -244,8 +245,9 @@ def _make(kind: str, n_frames: int, seed: int, n_digits: int, start: float, max_
     return MeterVideo(frames, truth, reference, rois, 30.0, kind, moves)
 
 
-def make_drum_video(n_frames: int = 400, *, seed: int = 0, n_digits: int = 6, start: float = 12986.0,
-                    hands: tuple[int, ...] = (57, 233)) -> MeterVideo:
+def make_drum_video(
+    n_frames: int = 400, *, seed: int = 0, n_digits: int = 6, start: float = 12986.0, hands: tuple[int, ...] = (57, 233)
+) -> MeterVideo:
     """A counter of ``n_digits`` drums counting up, one frame per 30 simulated seconds.
 
     Args:
@@ -258,8 +260,9 @@ def make_drum_video(n_frames: int = 400, *, seed: int = 0, n_digits: int = 6, st
     return _make("drum", n_frames, seed, n_digits, start, 0.45, hands)
 
 
-def make_lcd_video(n_frames: int = 400, *, seed: int = 1, n_digits: int = 6, start: float = 48795.0,
-                   hands: tuple[int, ...] = (91, 302)) -> MeterVideo:
+def make_lcd_video(
+    n_frames: int = 400, *, seed: int = 1, n_digits: int = 6, start: float = 48795.0, hands: tuple[int, ...] = (91, 302)
+) -> MeterVideo:
     """An LCD of ``n_digits`` digits (dark on grey-green) counting up; digits change at once."""
     return _make("lcd", n_frames, seed, n_digits, start, 0.75, hands)
 

@@ -86,8 +86,10 @@ def test_video_every_published_value_is_true(kind, drum_video, lcd_video, rec, t
         readings, problems = _play(r, video)
     statuses = [x.status for x in readings]
     given = statuses.count("ok")
-    print(f"\n{kind}: {given}/{len(readings)} frames give a value ({given / len(readings):.2%}); "
-          f"statuses {sorted(set(statuses))}; implausible or untrue published: {len(problems)}")
+    print(
+        f"\n{kind}: {given}/{len(readings)} frames give a value ({given / len(readings):.2%}); "
+        f"statuses {sorted(set(statuses))}; implausible or untrue published: {len(problems)}"
+    )
     assert problems == []
     assert given >= 0.99 * len(readings)
     # the frames with a hand in front are not read, and the first value waited for confirmation
@@ -190,8 +192,10 @@ def _write(tmp_path, text):
 
 
 def test_config_round_trip_and_atomic_save(tmp_path):
-    p = _write(tmp_path, 'name = "Water"\nrois = [[1, 2, 30, 40], [40, 2, 30, 40]]\nunit = "m3"\ndecimals = 1\n'
-                         "[mqtt]\nport = 1884\n")
+    p = _write(
+        tmp_path,
+        'name = "Water"\nrois = [[1, 2, 30, 40], [40, 2, 30, 40]]\nunit = "m3"\ndecimals = 1\n[mqtt]\nport = 1884\n',
+    )
     cfg = load_config(p)
     assert cfg.unit == "m³" and cfg.rois[1] == (40, 2, 30, 40) and cfg.mqtt.port == 1884
     save_config(cfg.replace(rois=((5, 5, 30, 40), (40, 5, 30, 40))))
@@ -204,11 +208,11 @@ def test_config_round_trip_and_atomic_save(tmp_path):
     "text, message",
     [
         ('name = "w"\n', "no ROI"),
-        ('rois = [[1, 2, 3]]\n', r"rois\[0\] = \[1, 2, 3\]: must be \[x, y, w, h\]"),
+        ("rois = [[1, 2, 3]]\n", r"rois\[0\] = \[1, 2, 3\]: must be \[x, y, w, h\]"),
         ('rois = [[1, 2, 30, 40]]\nunit = "kg"\n', "unit = 'kg' is not a water unit"),
-        ('rois = [[1, 2, 30, 40]]\nspeed = 1\n', "unknown key 'speed'"),
-        ('rois = [[1, 2, 30, 40]]\n[plausibility]\nmax_rate = -1\n', "max_rate = -1"),
-        ('rois = [[1, 2, 30, 40]\n', "not valid TOML"),
+        ("rois = [[1, 2, 30, 40]]\nspeed = 1\n", "unknown key 'speed'"),
+        ("rois = [[1, 2, 30, 40]]\n[plausibility]\nmax_rate = -1\n", "max_rate = -1"),
+        ("rois = [[1, 2, 30, 40]\n", "not valid TOML"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text, message):
@@ -217,8 +221,13 @@ def test_bad_config_is_one_clear_error(tmp_path, text, message):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edge_infer", "meter", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_infer", "meter", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=120,
+    )
 
 
 def test_cli_bad_configs_exit_2_with_one_line(tmp_path, drum_video):
@@ -227,7 +236,7 @@ def test_cli_bad_configs_exit_2_with_one_line(tmp_path, drum_video):
     cv2.imwrite(str(tmp_path / "reference.png"), drum_video.reference)
     cases = {
         "missing_roi.toml": ('name = "w"\n', "no ROI"),
-        "outside.toml": ('rois = [[600, 300, 80, 80]]\n', "reaches outside the 640x360 reference frame"),
+        "outside.toml": ("rois = [[600, 300, 80, 80]]\n", "reaches outside the 640x360 reference frame"),
         "unit.toml": ('rois = [[10, 10, 40, 60]]\nunit = "furlong"\n', "unit = 'furlong'"),
         "broker.toml": (
             f'rois = [[10, 10, 40, 60]]\nsource = "{tmp_path / "reference.png"}"\n[mqtt]\nport = 9\n',
@@ -261,8 +270,14 @@ def test_cli_reads_a_video_and_labels_crops(tmp_path):
     waiting = unlabelled_crops(tmp_path / "crops")
     assert waiting, "the readings that were not published saved no crops"
     answers = "7\nn\nx\nq\n"
-    res = subprocess.run([sys.executable, "-m", "edge_infer", "meter", "label", str(tmp_path / "crops")],
-                         input=answers, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_infer", "meter", "label", str(tmp_path / "crops")],
+        input=answers,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     labelled = labelled_crops(tmp_path / "crops")
     assert sorted(c for _, c in labelled)[:3] == [7, 10, 10][: len(labelled)]

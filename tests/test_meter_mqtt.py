@@ -52,8 +52,9 @@ class Broker:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
         def listening() -> bool:
             try:
@@ -107,14 +108,16 @@ class Subscriber:
 def _config(port: int):
     from edge_infer.apps.meter.config import parse_config
 
-    return parse_config({
-        "name": "Water",
-        "rois": [[0, 0, 10, 10]] * 6,
-        "decimals": 3,
-        "unit": "m³",
-        "device_class": "water",
-        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "meter-test"},
-    })
+    return parse_config(
+        {
+            "name": "Water",
+            "rois": [[0, 0, 10, 10]] * 6,
+            "decimals": 3,
+            "unit": "m³",
+            "device_class": "water",
+            "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "meter-test"},
+        }
+    )
 
 
 def test_discovery_state_availability_and_no_reading_lost_across_a_broker_restart(broker):

@@ -71,7 +71,9 @@ def test_meter_page_shows_rois_crops_history_and_saves_a_moved_roi(meter_server)
         page = browser.new_page(viewport={"width": 1100, "height": 1400})
         page.goto(f"{server.url}/meter")
         page.wait_for_function("() => document.querySelectorAll('#crops img').length === 6")
-        page.wait_for_function("() => [...document.querySelectorAll('#crops img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#crops img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
         assert page.inner_text("#name") == "generated drum meter"
         assert page.inner_text("#value") not in ("", "–")
         # the history plot drew a line (blue pixels on the canvas)

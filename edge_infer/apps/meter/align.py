@@ -129,7 +129,6 @@ class Aligner:
         full = warp.astype(np.float64).copy()
         full[:, 2] /= self.scale
         angle = math.degrees(math.atan2(full[1, 0], full[0, 0]))
-        dx, dy = float(full[0, 2]), float(full[1, 2])
         # the shift at the image centre, which is what a bumped mount looks like
         h, w = self.shape
         cx, cy = w / 2, h / 2
@@ -138,13 +137,21 @@ class Aligner:
         info = Alignment(True, float(sx), float(sy), angle, float(rho))
         if abs(angle) > self.max_angle or math.hypot(sx, sy) > self.max_shift:
             return None, Alignment(
-                False, info.dx, info.dy, angle, float(rho),
+                False,
+                info.dx,
+                info.dy,
+                angle,
+                float(rho),
                 reason=f"moved {math.hypot(sx, sy):.1f} px and {angle:.1f} degrees, more than "
                 f"{self.max_shift:g} px / {self.max_angle:g} degrees: redraw the ROIs on a new reference",
             )
         if rho < self.min_correlation:
             return None, Alignment(
-                False, info.dx, info.dy, angle, float(rho),
+                False,
+                info.dx,
+                info.dy,
+                angle,
+                float(rho),
                 reason=f"correlation {rho:.2f} after alignment is below {self.min_correlation:g} "
                 "(something in front of the meter, or a different view)",
             )

@@ -73,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: svc._stop.set())
         broker = f", MQTT {cfg.mqtt.host}:{cfg.mqtt.port}" if svc.publisher is not None and cfg.mqtt else ""
-        print(f"edge-infer meter: reading {cfg.name} from {svc.source.name} every {cfg.interval:g} s{broker}",
-              file=sys.stderr, flush=True)
+        print(
+            f"edge-infer meter: reading {cfg.name} from {svc.source.name} every {cfg.interval:g} s{broker}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             svc.run(max_frames=args.frames)
         except KeyboardInterrupt:

@@ -80,8 +80,12 @@ def discovery_message(cfg: MeterConfig) -> tuple[str, dict[str, Any]]:
         "availability_topic": f"{m.topic}/availability",
         "payload_available": "online",
         "payload_not_available": "offline",
-        "device": {"identifiers": [node], "name": f"{cfg.name} meter", "manufacturer": "edge-infer",
-                   "model": "camera meter reader"},
+        "device": {
+            "identifiers": [node],
+            "name": f"{cfg.name} meter",
+            "manufacturer": "edge-infer",
+            "model": "camera meter reader",
+        },
     }
     return topic, payload
 

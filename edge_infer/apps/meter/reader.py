@@ -335,8 +335,13 @@ class MeterReader:
             self.config = cfg
             self._dark_ink = [ink_polarity(self.reference[y : y + h, x : x + w]) for x, y, w, h in cfg.rois]
             if cfg.digits != self.gate.n:
-                self.gate = Gate(cfg.plausibility, digits=cfg.digits, decimals=cfg.decimals,
-                                 rolling=cfg.kind == "drum", last=self.gate.last)
+                self.gate = Gate(
+                    cfg.plausibility,
+                    digits=cfg.digits,
+                    decimals=cfg.decimals,
+                    rolling=cfg.kind == "drum",
+                    last=self.gate.last,
+                )
         return cfg
 
     def format(self, value: float) -> str:

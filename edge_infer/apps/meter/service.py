@@ -48,7 +48,6 @@ class MeterService:
         on_reading: Callable[[Reading], None] | None = None,
     ) -> None:
         from ..camera import open_source
-
         from .config import check_rois
         from .reader import read_reference
 
@@ -92,7 +91,7 @@ class MeterService:
         log.info("saved the reference frame %s (%dx%d)", self.cfg.reference, frame.shape[1], frame.shape[0])
 
     def _frame(self, retries: int = 3) -> np.ndarray:
-        for attempt in range(retries + 1):
+        for _ in range(retries + 1):
             f = self.source.read()
             if f is not None:
                 return f
