@@ -320,6 +320,22 @@ def test_detect_reads_boxes_digits_and_numbers(http, url, digits):
     assert values == sorted(["".join(str(label) for _, label in chosen[:3]), str(chosen[3][1])])
 
 
+def test_detect_roi_reads_only_the_region_in_frame_pixels(http, url, digits):
+    chosen = [digits[i] for i in (0, 1, 2, 3)]  # 7 2 1 | 0 below
+    frame = scene(chosen)
+    whole = post(http, url, "/v1/detect", png(frame), "image/png").json()["detections"]
+    lowest = max(whole, key=lambda d: d["box"][1])  # the lone digit on the second line
+    x, y, w, h = lowest["box"]
+    roi = f"{max(0, x - 15)},{max(0, y - 15)},{w + 30},{h + 30}"
+    r = post(http, url, f"/v1/detect?roi={roi}&max_height={h + 30}", png(frame), "image/png")
+    assert r.status_code == 200, r.text
+    got = r.json()["detections"]
+    assert [d["digit"] for d in got] == [lowest["digit"]] and got[0]["box"] == lowest["box"]
+    for bad in ("1,2,3", "a,b,c,d", "9999,9999,50,50", "1,2,3,4,5"):
+        r = post(http, url, f"/v1/detect?roi={bad}", png(frame), "image/png")
+        assert r.status_code == 400 and "roi" in r.json()["error"], (bad, r.text)
+
+
 def test_detect_fast_flag(http, url, digits):
     chosen = [digits[i] for i in (0, 1, 2, 3)]
     frame = scene(chosen)

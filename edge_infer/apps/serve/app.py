@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ...detect.frames import check_roi
 from ...errors import ClientError, SourceError, StreamBusyError
 from ...recognizer import DigitRecognizer
 from .guard import MIN_KEY_LENGTH, Gate
@@ -97,6 +98,22 @@ def _query_int(args: Any, name: str, default: int | None, low: int, high: int, w
         shown = value if len(value) <= 20 else value[:20] + "..."
         raise ClientError(400, f"{name} must be {what} from {low} to {high}, got {shown!r}")
     return int(value)
+
+
+def _query_roi(args: Any, shape: tuple[int, ...], reduce: int) -> tuple[int, int, int, int] | None:
+    """``?roi=x,y,w,h`` in the upload's pixels -> a region of the decoded image, or 400."""
+    value = args.get("roi")
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ClientError(400, f"roi must be x,y,w,h: four whole numbers of pixels, got {shown!r}")
+    x, y, w, h = (int(p) // reduce for p in parts)
+    try:
+        return check_roi((x, y, w, h), shape)
+    except ValueError as e:
+        raise ClientError(400, str(e)) from None
 
 
 def create_app(
@@ -249,8 +266,9 @@ def create_app(
             f = up.reduce  # a JPEG read reduced: heights (asked in the upload's pixels) scaled down, boxes back up
             if f > 1:
                 heights = {k: max(1, v // f if k == "min_height" else -(-v // f)) for k, v in heights.items()}
+            roi = _query_roi(request.args, up.image.shape, f)
             try:
-                detections, numbers = read_frame(recognizer, up.image, fast=fast == 1, **heights)
+                detections, numbers = read_frame(recognizer, up.image, fast=fast == 1, roi=roi, **heights)
             except (ValueError, TypeError) as e:
                 raise ClientError(400, f"cannot read this image: {e}") from None
             h, w = up.image.shape[:2]
@@ -342,10 +360,12 @@ def _detection_json(d: Any, scale: int = 1) -> dict[str, Any]:
 
 
 def _number_json(n: Any, scale: int = 1) -> dict[str, Any]:
-    """A :class:`edge_infer.detect.full.Number` as JSON: ``value`` is a string (leading zeros kept)."""
+    """A :class:`edge_infer.Number` as JSON: ``value`` is the reading as a string (leading zeros and
+    the decimal point kept), ``number`` the same as a float."""
     return {
         "box": [int(v) * scale for v in n.box],
         "value": str(n.value),
+        "number": float(n.number),
         "digits": [int(d.digit) for d in n.digits],
         "scores": [round(float(s), 4) for s in n.scores],
     }

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...detect import group_numbers
+from ...detect.frames import frame_gray
 from ...errors import StreamBusyError
 from ...recognizer import DigitRecognizer
 
@@ -33,9 +34,11 @@ def read_frame(
 ) -> tuple[list[Any], list[Any]]:
     """The digits in a frame and the numbers they form, from one detection pass
     (``fast``: the quick pipeline, see :mod:`edge_infer.detect.fast`; ``options`` go to
-    :func:`edge_infer.detect.detect`, e.g. ``max_height``)."""
+    :func:`edge_infer.detect.detect`, e.g. ``max_height``, ``roi``); the numbers carry
+    their decimal points."""
     detections = recognizer.detect(frame, fast=fast, **options)
-    return detections, group_numbers(detections)
+    gray = frame_gray(frame) if len(detections) > 1 else None
+    return detections, group_numbers(detections, gray=gray)
 
 
 class LiveStream:
