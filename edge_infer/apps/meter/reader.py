@@ -217,10 +217,12 @@ class MeterReader:
             flat = [flatten_light(c, dark) for c, dark in zip(crops, self._dark_ink)]
             return crops, self.recognizer.classify_batch(flat)
         # a display: find the digits inside it; the longest number is the reading
-        numbers = self.recognizer.read_numbers(frame, roi=cfg.display)
+        # the digits fill most of the display's height (the default limit is half of it)
+        numbers = self.recognizer.read_numbers(frame, roi=cfg.display, max_height=cfg.display[3])
         if not numbers:
             return [], []
-        best = max(numbers, key=lambda n: len(n.digits))
+        whole = [n for n in numbers if len(n.digits) == cfg.digits]
+        best = max(whole or numbers, key=lambda n: (n.box[2] * n.box[3]) if whole else len(n.digits))
         crops = [np.ascontiguousarray(frame[y : y + h, x : x + w]) for x, y, w, h in (d.box for d in best.digits)]
         return crops, self.recognizer.classify_batch(crops)
 
@@ -246,30 +248,23 @@ class MeterReader:
                 self._record(reading, frame, [], [])
                 return reading
             crops, preds = self._digit_crops(aligned)
-            if cfg.display is not None and len(preds) != n:
+            if cfg.display is not None and len(preds) != n:  # all the meter's digits, or no reading
                 found = len(preds)
-                if 0 < found < n:  # a display blanks leading zeros
-                    pad = n - found
-                    crops = [np.zeros((8, 8, 3), np.uint8)] * pad + crops
-                    digits = [0] * pad + [p.digit if p.is_digit else None for p in preds]
-                    scores = [1.0] * pad + [p.score for p in preds]
-                else:
-                    reading = Reading(
-                        None,
-                        (None,) * n,
-                        0.0,
-                        "uncertain",
-                        "?" * n,
-                        now,
-                        f"found {found} digits in the display, expected {n}",
-                        (),
-                        info,
-                    )
-                    self._record(reading, aligned, crops, [p.digit for p in preds])
-                    return reading
-            else:
-                digits = [p.digit if p.is_digit else None for p in preds]
-                scores = [p.score if p.is_digit else p.reject_score for p in preds]
+                reading = Reading(
+                    None,
+                    (None,) * n,
+                    0.0,
+                    "uncertain",
+                    "?" * n,
+                    now,
+                    f"found {found} digits in the display, expected {n}",
+                    (),
+                    info,
+                )
+                self._record(reading, aligned, crops, [p.digit for p in preds])
+                return reading
+            digits = [p.digit if p.is_digit else None for p in preds]
+            scores = [p.score if p.is_digit else p.reject_score for p in preds]
             raw = "".join("?" if d is None else str(d) for d in digits)
             decision = self.gate.decide(digits, [s if d is not None else 0.0 for d, s in zip(digits, scores)], now)
             value = None if decision.count is None else decision.count / self.scale

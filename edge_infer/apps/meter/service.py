@@ -62,19 +62,19 @@ class MeterService:
         self.publisher: Any = None
         try:
             reference = None
-            if not cfg.reference.is_file():
-                if not save_reference:
-                    raise ConfigError(
-                        f"reference frame {cfg.reference} is missing; run `edge-infer meter --config "
-                        f"{cfg.path or 'FILE'} --save-reference` to take it from the camera"
-                    )
-                reference = self._frame()
-                self.save_reference(reference)
-            self.reader = MeterReader(cfg, recognizer=recognizer, reference=reference)
-            if mqtt and cfg.mqtt is not None:
+            if not cfg.reference.is_file() and not save_reference:
+                raise ConfigError(
+                    f"reference frame {cfg.reference} is missing; run `edge-infer meter --config "
+                    f"{cfg.path or 'FILE'} --save-reference` to take it from the camera"
+                )
+            if mqtt and cfg.mqtt is not None:  # an unreachable broker fails before anything is written
                 from .mqtt import MqttPublisher
 
                 self.publisher = MqttPublisher(cfg).start()
+            if not cfg.reference.is_file():
+                reference = self._frame()
+                self.save_reference(reference)
+            self.reader = MeterReader(cfg, recognizer=recognizer, reference=reference)
         except BaseException:
             self.close()
             raise
