@@ -305,8 +305,8 @@ def finetune(
     holdout: float = 0.3,
     epochs: int = 4,
     learning_rate: float = 1e-3,
-    repeat: int = 8,
-    mnist: int = 6000,
+    repeat: int = 15,
+    mnist: int = 25000,
     seed: int = 1234,
     mnist_path: str | os.PathLike[str] | None = None,
     max_mnist_drop: float = 0.001,
@@ -320,7 +320,7 @@ def finetune(
         model: The starting int8 model (default: the shipped one).
         holdout: Share of each label's crops kept apart to score before/after.
         epochs: Training passes.
-        learning_rate: Peak learning rate (a tenth of a from-scratch run's).
+        learning_rate: Peak learning rate (an eighth of a from-scratch run's).
         repeat: Times each training crop is seen per epoch.
         mnist: MNIST training digits mixed in (printed digits and negatives follow the usual shares).
         seed: Seeds the split, the mix and the training.
@@ -435,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--holdout", type=float, default=0.3, help="share of crops held out to score (default 0.3)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--learning-rate", type=float, default=1e-3)
-    ap.add_argument("--repeat", type=int, default=8, help="times each crop is seen per epoch")
-    ap.add_argument("--mnist", type=int, default=6000, help="MNIST training digits mixed in")
+    ap.add_argument("--repeat", type=int, default=15, help="times each crop is seen per epoch")
+    ap.add_argument("--mnist", type=int, default=25000, help="MNIST training digits mixed in")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--train-layers", type=int, default=None, help="train only the last N weight layers")
     ap.add_argument(

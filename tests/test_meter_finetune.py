@@ -55,7 +55,7 @@ def test_finetune_raises_the_meters_accuracy_and_keeps_mnist(crops_dir, tmp_path
     from convert.finetune import finetune
     from edge_infer import DigitRecognizer
 
-    r = finetune(crops_dir, tmp_path / "out", epochs=4, learning_rate=1e-3, mnist=10000, repeat=10)
+    r = finetune(crops_dir, tmp_path / "out")  # the defaults: 4 epochs, 25,000 MNIST digits, crops x15
     print(
         f"\n{METER}: held-back crops ({r.heldout_crops}) {r.before:.2%} -> {r.after:.2%}; "
         f"MNIST {r.mnist_before:.2%} -> {r.mnist_after:.2%} (trained on {r.train_crops} crops)"

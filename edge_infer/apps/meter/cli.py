@@ -22,8 +22,11 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ...errors import SourceError
 
 __all__ = ["add_arguments", "run"]
 
@@ -59,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
             check_rois(cfg, read_reference(cfg.reference).shape)
         print(f"edge-infer meter: {cfg.path} is fine ({cfg.digits} digits, {cfg.decimals} decimals, {cfg.unit})")
         return 0
-    from .service import MeterService
 
     def show(r: object) -> None:
         if args.json:
@@ -68,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{cfg.name}: {r.value} {cfg.unit}", flush=True)  # type: ignore[attr-defined]
         else:
             print(f"{cfg.name}: {r.status} ({r.raw}) {r.reason}", flush=True)  # type: ignore[attr-defined]
+
+    try:
+        return _run(cfg, args, show)
+    except SourceError as e:  # the machine's camera, not the config: exit 1 (systemd restarts it)
+        print(f"edge-infer meter: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(cfg: Any, args: argparse.Namespace, show: Any) -> int:
+    from .service import MeterService
 
     with MeterService(cfg, mqtt=not args.no_mqtt, save_reference=args.save_reference, on_reading=show) as svc:
         if threading.current_thread() is threading.main_thread():

@@ -98,7 +98,7 @@ class MeterService:
             if not self.source.live:
                 break
             _time.sleep(0.5)
-        raise SourceError(f"{self.source.name} gave no frame")
+        raise SourceError(f"{self.source.name} gave no frame after {retries + 1} tries")
 
     def step(self, now: float | None = None) -> Reading | None:
         """Reads one frame and publishes it when it passes; None at the end of a file source."""
@@ -106,7 +106,7 @@ class MeterService:
         if frame is None:
             if not self.source.live:
                 return None
-            raise SourceError(f"{self.source.name} stopped giving frames")
+            frame = self._frame()  # a camera hiccup: a few more tries, else SourceError
         reading = self.reader.read(frame, time=now)  # type: ignore[union-attr]
         if reading.ok and self.publisher is not None:
             self.publisher.publish(reading.value, when=reading.time, raw=reading.raw, confidence=reading.confidence)
