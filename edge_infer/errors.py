@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendNotFoundError",
+    "BrokerUnreachableError",
     "ClientError",
     "ConfigError",
     "DelegateUnavailableError",
@@ -58,3 +59,7 @@ class ClientError(EdgeInferError, ValueError):
 
 class ConfigError(EdgeInferError, ValueError):
     """A configuration file (e.g. the meter reader's TOML) that is missing, malformed or inconsistent."""
+
+
+class BrokerUnreachableError(EdgeInferError, ConnectionError):
+    """The meter reader's MQTT broker did not answer when it started."""

@@ -83,7 +83,7 @@ def _run(cfg: Any, args: argparse.Namespace, show: Any) -> int:
 
     with MeterService(cfg, mqtt=not args.no_mqtt, save_reference=args.save_reference, on_reading=show) as svc:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: svc._stop.set())
+            signal.signal(signal.SIGTERM, lambda *_: svc.stop())
         broker = f", MQTT {cfg.mqtt.host}:{cfg.mqtt.port}" if svc.publisher is not None and cfg.mqtt else ""
         print(
             f"edge-infer meter: reading {cfg.name} from {svc.source.name} every {cfg.interval:g} s{broker}",

@@ -27,7 +27,7 @@ import time as _time
 from collections import deque
 from typing import Any
 
-from ...errors import ConfigError, EdgeInferError
+from ...errors import BrokerUnreachableError, ConfigError
 from .config import MeterConfig
 
 __all__ = ["BrokerUnreachableError", "MqttPublisher", "discovery_message"]
@@ -46,10 +46,6 @@ def _acknowledged(info: Any) -> bool:
         return bool(info.is_published())
     except RuntimeError:
         return bool(getattr(info, "_published", False))
-
-
-class BrokerUnreachableError(EdgeInferError, ConnectionError):
-    """The MQTT broker did not answer when the reader started."""
 
 
 def discovery_message(cfg: MeterConfig) -> tuple[str, dict[str, Any]]:
