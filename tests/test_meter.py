@@ -8,6 +8,7 @@ no implausible value is published, and at least 99% of frames give a value.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -214,7 +215,7 @@ def test_config_round_trip_and_atomic_save(tmp_path):
     )
     cfg = load_config(p)
     assert cfg.unit == "m³" and cfg.rois[1] == (40, 2, 30, 40) and cfg.mqtt.port == 1884
-    save_config(cfg.replace(rois=((5, 5, 30, 40), (40, 5, 30, 40))))
+    save_config(dataclasses.replace(cfg, rois=((5, 5, 30, 40), (40, 5, 30, 40))))
     again = load_config(p)
     assert again.rois[0] == (5, 5, 30, 40) and again.mqtt.port == 1884
     assert sorted(x.name for x in tmp_path.iterdir()) == ["meter.toml"]  # no temporary file left

@@ -9,7 +9,7 @@ From code::
     reader = MeterReader(load_config("meter.toml"))
     reading = reader.read(frame)     # Reading(value, digits, confidence, status, raw, ...)
 
-Modules: :mod:`.config` (TOML), :mod:`.align` (camera moves), :mod:`.plausibility` (rolling drum,
+Modules: :mod:`.config` (TOML, checked), :mod:`.configfile` (writing it back), :mod:`.align` (camera moves), :mod:`.plausibility` (rolling drum,
 rate, confusable digits), :mod:`.reader` (MeterReader), :mod:`.history` (SQLite), :mod:`.crops`
 (crops for retraining), :mod:`.mqtt` (MQTT and discovery), :mod:`.service` (the loop),
 :mod:`.cli` (the command), :mod:`.web` (the Flask blueprint). See docs/meter.md.
@@ -17,7 +17,8 @@ rate, confusable digits), :mod:`.reader` (MeterReader), :mod:`.history` (SQLite)
 
 from __future__ import annotations
 
-from .config import MeterConfig, load_config, save_config
+from .config import MeterConfig, load_config
+from .configfile import save_config
 from .plausibility import STATUSES
 from .reader import MeterReader, Reading
 

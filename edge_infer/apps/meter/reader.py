@@ -310,7 +310,8 @@ class MeterReader:
         Raises:
             ConfigError: A box that is malformed or outside the reference frame.
         """
-        from .config import parse_config, save_config, to_dict
+        from .config import parse_config
+        from .configfile import save_config, to_dict
 
         data = to_dict(self.config)
         data.pop("rois", None)

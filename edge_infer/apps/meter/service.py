@@ -19,7 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import ConfigError, SourceError
-from .config import MeterConfig, atomic_write
+from .config import MeterConfig
+from .configfile import atomic_write
 from .reader import MeterReader, Reading
 
 __all__ = ["MeterService"]
