@@ -360,7 +360,7 @@ def finetune(
     mix_y = np.concatenate([data.y_train[pick], *[y[tr].astype(data.y_train.dtype)] * repeat])
     mixed = MnistData(mix_x, mix_y, data.x_val, data.y_val, data.x_test, data.y_test, f"{data.source} + {images}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {
+    settings: dict[str, Any] = {
         "epochs": epochs,
         "learning_rate": learning_rate,
         "seed": seed,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,7 @@ class Aligner:
         h, w = self.shape
         self.scale = min(1.0, _WORK_SIDE / max(h, w))
         self._ref = [self._prepare(_gray(reference), self.scale / 2), self._prepare(_gray(reference), self.scale)]
+        self._mask = [np.full(r.shape, 255, np.uint8) for r in self._ref]  # every pixel counts
         del cv2
 
     @staticmethod
@@ -115,15 +117,15 @@ class Aligner:
             h, w = self.shape
             return None, Alignment(False, reason=f"frame is {frame.shape[1]}x{frame.shape[0]}, the reference {w}x{h}")
         gray = _gray(frame)
-        warp = np.eye(2, 3, dtype=np.float32)
+        warp: Any = np.eye(2, 3, dtype=np.float32)
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5)
         rho = 0.0
-        for level, (ref, scale) in enumerate(zip(self._ref, (self.scale / 2, self.scale))):
+        for level, (ref, mask, scale) in enumerate(zip(self._ref, self._mask, (self.scale / 2, self.scale))):
             img = self._prepare(gray, scale)
             if level:
                 warp[:, 2] *= 2  # translation to this level's pixels
-            try:
-                rho, warp = cv2.findTransformECC(ref, img, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+            try:  # the images are blurred already: no more of it (gaussFiltSize 1)
+                rho, warp = cv2.findTransformECC(ref, img, warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 1)
             except cv2.error as e:
                 return None, Alignment(False, correlation=0.0, reason=f"alignment did not converge ({str(e)[-60:]})")
         full = warp.astype(np.float64).copy()

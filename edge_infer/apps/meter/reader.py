@@ -133,6 +133,7 @@ def flatten_light(crop: np.ndarray, dark_ink: bool) -> np.ndarray:
     k = max(3, (min(gray.shape) * 2 // 3) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     g = gray.astype(np.float32)
+    out: np.ndarray
     if dark_ink:
         bg = cv2.GaussianBlur(cv2.morphologyEx(g, cv2.MORPH_CLOSE, kernel), (0, 0), k / 4)
         out = g / np.maximum(bg, 1.0)
@@ -212,13 +213,14 @@ class MeterReader:
     # ------------------------------------------------------------------ reading
     def _digit_crops(self, frame: np.ndarray) -> tuple[list[np.ndarray], list[Any]]:
         cfg = self.config
-        if cfg.rois:
+        box = cfg.display
+        if cfg.rois or box is None:
             crops = [np.ascontiguousarray(frame[y : y + h, x : x + w]) for x, y, w, h in cfg.rois]
             flat = [flatten_light(c, dark) for c, dark in zip(crops, self._dark_ink)]
             return crops, self.recognizer.classify_batch(flat)
         # a display: find the digits inside it; the longest number is the reading
         # the digits fill most of the display's height (the default limit is half of it)
-        numbers = self.recognizer.read_numbers(frame, roi=cfg.display, max_height=cfg.display[3])
+        numbers = self.recognizer.read_numbers(frame, roi=box, max_height=box[3])
         if not numbers:
             return [], []
         whole = [n for n in numbers if len(n.digits) == cfg.digits]
