@@ -173,3 +173,40 @@ def test_unreachable_broker_at_start_is_one_clear_error():
     port = _free_port()
     with pytest.raises(BrokerUnreachableError, match=f"MQTT broker 127.0.0.1:{port} is unreachable"):
         MqttPublisher(_config(port)).start()
+
+
+def test_meter_command_publishes_its_readings_end_to_end(broker, tmp_path):
+    """``edge-infer meter`` on a generated video: what it publishes is what arrives, in order."""
+    import sys
+
+    from .meter_video import make_drum_video, write_video
+
+    paths = write_video(make_drum_video(40, hands=(20,)), tmp_path / "meter")
+    cfg = paths["config"]
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8") + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "e2e"\n',
+        encoding="utf-8",
+    )
+    sub = Subscriber(broker.port)
+    try:
+        _wait(lambda: sub.client.is_connected(), what="the subscriber")
+        time.sleep(0.2)
+        res = subprocess.run(
+            [sys.executable, "-m", "edge_infer", "meter", "--config", str(cfg), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert res.returncode == 0, res.stderr
+        readings = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+        published = [r["value"] for r in readings if r["status"] == "ok"]
+        assert len(readings) == 40 and len(published) >= 35
+        topic = "edge-infer/meter/generated_drum_meter/state"
+        _wait(lambda: len(sub.on(topic)) >= len(published), what="the readings at the subscriber")
+        assert [json.loads(p)["value"] for p in sub.on(topic)] == published
+        disc = json.loads(sub.on("homeassistant/sensor/e2e/generated_drum_meter/config")[0])
+        assert disc["unit_of_measurement"] == "m³" and disc["device_class"] == "water"
+        _wait(lambda: sub.on("edge-infer/meter/generated_drum_meter/availability")[-1:] == ["offline"], what="offline")
+    finally:
+        sub.close()
