@@ -39,11 +39,6 @@ from typing import Any, Mapping
 
 from ...errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.9/3.10 get tomli from the [meter] extra
-    import tomli as tomllib
-
 __all__ = [
     "AlignConfig",
     "CropsConfig",
@@ -53,6 +48,7 @@ __all__ = [
     "PlausibilityConfig",
     "check_rois",
     "load_config",
+    "toml_module",
     "parse_config",
 ]
 
@@ -197,6 +193,26 @@ class MeterConfig:
 # --------------------------------------------------------------------------- reading
 
 
+def toml_module() -> Any:
+    """``tomllib`` (Python 3.11+) or ``tomli`` (the [meter] extra brings it to 3.9 and 3.10).
+
+    Imported on use, so that ``edge-infer`` itself starts without it.
+
+    Raises:
+        ConfigError: Neither is importable.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - 3.9/3.10
+        import tomli
+
+        return tomli
+    except ImportError:  # pragma: no cover
+        raise ConfigError("reading TOML on Python < 3.11 needs tomli: pip install 'edge-infer[meter]'") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> MeterConfig:
     """Reads and checks a meter config file.
 
@@ -210,6 +226,7 @@ def load_config(path: str | os.PathLike[str]) -> MeterConfig:
         ConfigError: The file is missing, not TOML, or a value is wrong (the message names it).
     """
     p = Path(path)
+    tomllib = toml_module()
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -10,18 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import ConfigError
-from .config import MeterConfig, parse_config
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.9/3.10 get tomli from the [meter] extra
-    import tomli as tomllib
+from .config import MeterConfig, parse_config, toml_module
 
 __all__ = ["atomic_write", "save_config", "to_dict", "to_toml"]
 
@@ -139,7 +133,7 @@ def save_config(cfg: MeterConfig, path: str | os.PathLike[str] | None = None) ->
     target = target.resolve()
     cfg = dataclasses.replace(cfg, path=target)
     text = to_toml(to_dict(cfg))
-    parse_config(tomllib.loads(text), base=target.parent, path=target)  # what we write must read back
+    parse_config(toml_module().loads(text), base=target.parent, path=target)  # what we write must read back
     atomic_write(target, text.encode("utf-8"))
     log.info("wrote %s", target)
     return target
