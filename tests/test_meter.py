@@ -305,3 +305,17 @@ def test_errors_derive_from_edge_infer_error():
 
     assert issubclass(ConfigError, EdgeInferError) and issubclass(ConfigError, ValueError)
     assert issubclass(BrokerUnreachableError, EdgeInferError)
+
+
+def test_crop_store_stays_within_its_budget_and_counts_labelled_crops_out(tmp_path):
+    store = CropStore(tmp_path, max_bytes=20_000)
+    crop = np.random.default_rng(0).integers(0, 255, (64, 44, 3), np.uint8)  # noise: ~8 KB as PNG
+    for i in range(10):
+        store.save([crop, crop], [1, None], "01?", 1_800_000_000 + i)
+    files = unlabelled_crops(tmp_path)
+    assert sum(f.stat().st_size for f in files) <= 20_000 and store.used_bytes <= 20_000
+    assert files[-1].name.endswith("_p2_g?.png")  # the newest kept, the oldest deleted
+    (tmp_path / "1").mkdir()
+    files[0].rename(tmp_path / "1" / files[0].name)  # a person labelled one
+    store.save([crop], [1], "01?", 1_800_000_100)
+    assert labelled_crops(tmp_path)[0][1] == 1  # labelled crops are never deleted

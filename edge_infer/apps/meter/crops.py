@@ -105,6 +105,9 @@ class CropStore:
                 self._files.append((p, len(buf)))
                 self._bytes += len(buf)
                 written.append(p)
+            if self._bytes > self.max_bytes:  # crops labelled meanwhile have left: count again
+                self._files = [(p, p.stat().st_size) for p in sorted(self.dir.glob("*.png"))]
+                self._bytes = sum(size for _, size in self._files)
             while self._bytes > self.max_bytes and self._files:
                 old, size = self._files.pop(0)
                 try:
