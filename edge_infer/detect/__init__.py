@@ -99,11 +99,30 @@ def detect(
     top = max_height if max_height is not None else H // 2
     if top < min_height:
         return []
-    args = dict(min_h=min_height, max_h=top, min_score=float(min_score), polarity=polarity, max_side=max_side)
+    score = float(min_score)
     if fast:
-        found = detect_fast(classifier, frame, **args, stats=stats)
+        found = detect_fast(
+            classifier,
+            frame,
+            min_h=min_height,
+            max_h=top,
+            min_score=score,
+            polarity=polarity,
+            max_side=max_side,
+            stats=stats,
+        )
     else:
-        found = detect_full(classifier, frame, **args, min_contrast=float(min_contrast), stats=stats)
+        found = detect_full(
+            classifier,
+            frame,
+            min_h=min_height,
+            max_h=top,
+            min_score=score,
+            polarity=polarity,
+            max_side=max_side,
+            min_contrast=float(min_contrast),
+            stats=stats,
+        )
     if ox or oy:
         found = [Detection((d.box[0] + ox, d.box[1] + oy, d.box[2], d.box[3]), d.digit, d.score) for d in found]
     t = time.perf_counter()

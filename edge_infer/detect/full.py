@@ -109,7 +109,7 @@ def detect_full(
     dark = frame_dark_ink(small, polarity)
     jobs = [(0, 0, gray, dark, min_h, max_h)]
     if polarity == "auto":
-        for (x, y, rw, rh), _ in opposite_regions(small, dark, min_h / 4):
+        for x, y, rw, rh in opposite_regions(small, dark, min_h / 4):
             x, y, rw, rh = 4 * x, 4 * y, 4 * rw, 4 * rh
             top = min(max_h, rh)
             low = max(min_h, int(0.2 * rh))
@@ -189,9 +189,9 @@ def _enclosed(gray: np.ndarray, box: tuple[int, int, int, int], dark_ink: bool) 
     inner = patch[m:-m, m:-m]
     if dark_ink:
         core, back = int(inner.min()), int(np.percentile(ring, 90))
-        return np.count_nonzero(ring > (core + back) // 2) >= 0.8 * ring.size
+        return bool(np.count_nonzero(ring > (core + back) // 2) >= 0.8 * ring.size)
     core, back = int(inner.max()), int(np.percentile(ring, 10))
-    return np.count_nonzero(ring < (core + back) // 2) >= 0.8 * ring.size
+    return bool(np.count_nonzero(ring < (core + back) // 2) >= 0.8 * ring.size)
 
 
 def _continues(gray: np.ndarray, box: tuple[int, int, int, int], dark_ink: bool) -> bool:

@@ -13,7 +13,7 @@ again with the polarity turned over (see :func:`edge_infer.detect.detect`).
 
 from __future__ import annotations
 
-from typing import List, Tuple, cast
+from typing import Tuple
 
 import numpy as np
 
@@ -25,8 +25,8 @@ _MAX_REGIONS = 6
 Box = Tuple[int, int, int, int]
 
 
-def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[tuple[Box, list[Box]]]:
-    """Solid areas of the other polarity, in ``small``'s pixels: ``(region, its blobs)``.
+def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[Box]:
+    """Solid areas of the other polarity, in ``small``'s pixels.
 
     Args:
         small: The working gray image at reduced size (uint8).
@@ -34,9 +34,8 @@ def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[tu
         min_h: The smallest digit height in ``small``'s pixels.
 
     Returns:
-        Up to six regions, largest first: each a box ``(x, y, w, h)`` widened by a margin
-        so the region's edge lies inside it, and the boxes of the solid blobs it was
-        joined from (a counter's windows: a digit lies inside one). Empty when there is none.
+        Up to six boxes ``(x, y, w, h)``, largest first, each widened by a margin so the
+        region's edge lies inside it; empty when there is none.
     """
     import cv2
 
@@ -49,13 +48,10 @@ def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[tu
     # thicker than a pen stroke: the region survives an opening a third of a digit wide
     k = max(2, int(round(min_h / 3)))
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
-    # each solid blob (a window with its digit as a hole) on its own ...
-    n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
-    blobs = [tuple(int(v) for v in stats[i, :4]) for i in range(1, n) if stats[i, 3] >= 1.2 * min_h]
-    # ... and the region they make with the digits' holes closed
+    # the digits inside are holes: close them so the region is solid
     closed = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    boxes: list[tuple[Box, list[Box]]] = []
+    boxes: list[Box] = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         if h < 1.2 * min_h or w < 0.6 * min_h or area < 0.35 * w * h:
@@ -78,31 +74,29 @@ def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[tu
         lit = np.count_nonzero(box_img[region] > 0.5 * (level + around)) / float(np.count_nonzero(region))
         if not 0.03 <= lit <= 0.5:
             continue  # plain dark (nothing to read in it), or mostly light (not one region)
-        members = [b for b in blobs if x <= b[0] + b[2] / 2 <= x + w and y <= b[1] + b[3] / 2 <= y + h]
-        boxes.append(((x, y, w, h), cast(List[Box], members) or [(x, y, w, h)]))
+        boxes.append((x, y, w, h))
     strips = _join_strips(boxes)
-    strips.sort(key=lambda r: -r[0][2] * r[0][3])
+    strips.sort(key=lambda b: -b[2] * b[3])
     out = []
-    for (x, y, w, h), blobs in strips[:_MAX_REGIONS]:
+    for x, y, w, h in strips[:_MAX_REGIONS]:
         m = max(2, int(0.3 * h))
         x0, y0 = max(0, x - m), max(0, y - m)
-        out.append(((x0, y0, min(W, x + w + m) - x0, min(H, y + h + m) - y0), blobs))
+        out.append((x0, y0, min(W, x + w + m) - x0, min(H, y + h + m) - y0))
     return out
 
 
-def _join_strips(boxes: list[tuple[Box, list[Box]]]) -> list[tuple[Box, list[Box]]]:
+def _join_strips(boxes: list[Box]) -> list[Box]:
     """Joins regions side by side on one row with gaps under 0.6 of their height (a counter's windows)."""
-    out: list[tuple[list[int], list[Box]]] = []
-    for (x, y, w, h), blobs in sorted(boxes):
-        for b, members in out:
+    out: list[list[int]] = []
+    for x, y, w, h in sorted(boxes):
+        for b in out:
             bx, by, bw, bh = b
             overlap = min(y + h, by + bh) - max(y, by)
             if overlap >= 0.5 * min(h, bh) and x - (bx + bw) <= 0.6 * max(h, bh) and max(h, bh) <= 1.5 * min(h, bh):
                 x1, y1 = max(x + w, bx + bw), max(y + h, by + bh)
                 b[0], b[1] = min(x, bx), min(y, by)
                 b[2], b[3] = x1 - b[0], y1 - b[1]
-                members.extend(blobs)
                 break
         else:
-            out.append(([x, y, w, h], list(blobs)))
-    return [((b[0], b[1], b[2], b[3]), members) for b, members in out]
+            out.append([x, y, w, h])
+    return [(b[0], b[1], b[2], b[3]) for b in out]

@@ -74,6 +74,8 @@ def create_guarded_server(
 
     class GuardedParser(HTTPRequestParser):
         channel: Any = None
+        completed: bool  # waitress's own attributes, named for the type checker
+        error: Any
 
         def parse_header(self, header_plus: bytes) -> None:
             try:
