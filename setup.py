@@ -27,7 +27,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["edge_infer", "edge_infer.*"]),
-    package_data={"edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"], "edge_infer.apps.serve": ["web/*.html"], "edge_infer.apps.meter": ["web/*.html"]},
+    package_data={
+        "edge_infer": ["py.typed", "models/*.tflite", "models/*.json", "data/*"],
+        "edge_infer.apps.serve": ["web/*.html"],
+        "edge_infer.apps.meter": ["web/*.html"],
+    },
     include_package_data=False,
     install_requires=[
         f"numpy>=1.23; {LITERT}",
