@@ -90,6 +90,37 @@ def _parser() -> argparse.ArgumentParser:
             help="more .ttf/.otf fonts for the negatives and printed digits, besides Liberation "
             "(repeatable; DejaVu is skipped)",
         )
+        s.add_argument(
+            "--displays",
+            type=_non_negative,
+            metavar="N",
+            help="display digits (seven-segment LCD/LED, counter drums, dot matrix, 14-segment) to train on "
+            "(default: one per 4 MNIST training digits; 0: none)",
+        )
+        s.add_argument(
+            "--meter-repeat",
+            type=_non_negative,
+            default=2,
+            metavar="N",
+            help="times each meter-digits training crop is seen per epoch (default 2)",
+        )
+        s.add_argument("--width", type=float, default=1.0, help="channel multiplier of the network (default 1.0)")
+        s.add_argument(
+            "--rolling-as",
+            choices=("nearest", "near", "reject"),
+            default="near",
+            help="train a counter drum between two digits as the nearer digit ('nearest'), as the nearer digit "
+            "within 0.35 of it and else 'not a digit' ('near', default), or as 'not a digit' ('reject')",
+        )
+
+    def meter_opt(s: argparse.ArgumentParser) -> None:
+        s.add_argument(
+            "--meter-digits",
+            type=Path,
+            metavar="DIR",
+            help="the meter-digits folder (manifest.csv, images/): train on its train split, report its eval "
+            "split (default: not used)",
+        )
 
     def heldout_opt(s: argparse.ArgumentParser) -> None:
         s.add_argument(
@@ -106,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
             metavar="N",
             help="held-out printed digits (DejaVu fonts) for the printed-digit accuracy (default 2000)",
         )
+        s.add_argument(
+            "--heldout-displays",
+            type=_non_negative,
+            default=2000,
+            metavar="N",
+            help="held-out display digits (another seed, DejaVu drums) for the report (default 2000; 0: none)",
+        )
+        meter_opt(s)
 
     def quant_opts(s: argparse.ArgumentParser) -> None:
         s.add_argument(
@@ -143,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
     data_opt(s)
     train_opts(s)
+    meter_opt(s)
 
     s = sub.add_parser("quantize", help="DIR/digits.keras -> float and verified int8 TFLite")
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -161,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1234)
     s.add_argument("--calibration", type=_positive, default=1000)
     heldout_opt(s)
+    s.add_argument(
+        "--update-shipped",
+        action="store_true",
+        help="then copy the model and manifest into edge_infer/models/ and the report into docs/",
+    )
 
     s = sub.add_parser("edgetpu", help="pre-check and compile a model for the Coral Edge TPU")
     s.add_argument("model", type=Path, metavar="MODEL.tflite")
@@ -183,6 +228,11 @@ def _train_cfg(a: argparse.Namespace):
         negatives=a.negatives,
         printed=a.printed,
         fonts=tuple(str(f) for f in a.fonts),
+        displays=a.displays,
+        meter_dir=None if a.meter_digits is None else str(a.meter_digits),
+        meter_repeat=a.meter_repeat,
+        rolling_as=a.rolling_as,
+        width=a.width,
         verbose=2,
     )
 
@@ -200,6 +250,8 @@ def _evaluate(a: argparse.Namespace, data: Any) -> None:
         calibration=a.calibration,
         heldout=a.heldout,
         heldout_printed=a.heldout_printed,
+        heldout_displays=a.heldout_displays,
+        meter_dir=a.meter_digits,
     )
 
 
@@ -244,9 +296,11 @@ def _run(a: argparse.Namespace) -> int:
     if a.cmd in ("all", "evaluate"):
         # Import every later step now: a long run fails fast on a broken install, and is not
         # affected by edits made to the source tree while it trains.
+        import convert.displays
         import convert.edgetpu
         import convert.evaluate
         import convert.figures
+        import convert.meterdigits
         import convert.negatives
         import convert.printed
         import convert.quantize
@@ -271,6 +325,8 @@ def _run(a: argparse.Namespace) -> int:
             pl.step_saved_model(model, a.saved_model)
     elif a.cmd == "evaluate":
         _evaluate(a, data)
+        if a.update_shipped:
+            pl.update_shipped(a.out, a.out / "report")
     elif a.cmd == "all":
         model = pl.step_train(data, a.out, _train_cfg(a), saved_model=a.saved_model)
         pl.step_quantize(model, data, a.out, calibration=a.calibration, io=a.io)

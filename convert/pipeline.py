@@ -40,6 +40,7 @@ TARGETS = {"min_int8_accuracy": 0.994, "max_drop_pp": 0.1, "max_size_bytes": 100
 REJECT_LABEL = "not a digit"
 HELDOUT_NEGATIVES = 2000
 HELDOUT_PRINTED = 2000
+HELDOUT_DISPLAYS = 2000
 
 
 def say(msg: str) -> None:
@@ -84,21 +85,32 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
     n = len(data.x_train) if cfg.limit is None else min(cfg.limit, len(data.x_train))
     n_printed = cfg.printed_for(n)
     n_neg = cfg.negatives_for(n + n_printed)
+    n_displays = cfg.displays_for(n)
     neg = f" + {n_neg} 'not a digit' negatives" if cfg.reject_class else " (no 'not a digit' class)"
+    meter = f" + meter-digits train split from {cfg.meter_dir} x{cfg.meter_repeat}" if cfg.meter_dir else ""
     say(
-        f"training on {n} images + {n_printed} printed digits{neg} ({len(data.x_val)} held out for validation), "
-        f"{cfg.epochs} epoch(s), seed {cfg.seed}"
+        f"training on {n} images + {n_printed} printed digits{neg} + {n_displays} display digits{meter} "
+        f"({len(data.x_val)} held out for validation), {cfg.epochs} epoch(s), seed {cfg.seed}"
     )
+    n_meter = 0
+    if cfg.meter_dir:
+        from convert.meterdigits import load_meter_digits
+
+        n_meter = len(load_meter_digits("train", cfg.meter_dir))  # cached: normalised once, here
     model, history = train(data, cfg)
     save_keras(model, out / "digits.keras")
     write_json(
         out / "train.json",
         {
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-            "batch_size": effective_batch_size(cfg, n + n_printed + n_neg),
+            "command": command_line(),
+            "batch_size": effective_batch_size(cfg, n + n_printed + n_neg + n_displays + n_meter * cfg.meter_repeat),
             "train_images": n,
             "printed": n_printed,
             "negatives": n_neg,
+            "displays": n_displays,
+            "meter_digits": n_meter,
+            "data_sources": data_sources(data, cfg, n_meter=n_meter),
             "classes": cfg.classes,
             "val_images": len(data.x_val),
             "macs_per_digit": count_macs(model),
@@ -110,6 +122,51 @@ def step_train(data: MnistData, out: Path, cfg: Any, *, saved_model: Path | None
     if saved_model is not None:
         step_saved_model(model, saved_model)
     return model
+
+
+def data_sources(data: MnistData, cfg: Any, *, n_meter: int) -> dict[str, Any]:
+    """What the model was trained on, for ``train.json`` and the manifest (with the licence
+    and attribution of meter-digits when it was used)."""
+    src: dict[str, Any] = {
+        "mnist": data.source,
+        "printed": "drawn: convert.printed (Liberation + Hershey fonts)",
+        "negatives": "drawn: convert.negatives (letters, symbols, lines; class 10)" if cfg.reject_class else None,
+        "displays": "drawn: convert.displays (seven-segment LCD/LED, counter drums, dot matrix, "
+        "14-segment, printed 1/4/7 faces)",
+        "rolling_drums": {
+            "nearest": "a drum between two digits is trained as its nearer digit",
+            "near": "a drum between two digits is trained as its nearer digit within 0.35 of it, "
+            "else as class 10 (not a digit)",
+            "reject": "a drum between two digits is trained as class 10 (not a digit)",
+        }[cfg.rolling_as],
+    }
+    if cfg.meter_dir and n_meter:
+        from convert.meterdigits import ATTRIBUTION, LICENSE_NAME, SOURCE
+
+        src["meter_digits"] = {
+            "source": SOURCE,
+            "license": LICENSE_NAME,
+            "split": "train",
+            "crops": n_meter,
+            "repeat": cfg.meter_repeat,
+            "attribution": ATTRIBUTION,
+        }
+    return src
+
+
+def train_sources(out: Path) -> dict[str, Any]:
+    """The manifest's provenance entries from ``out/train.json`` (empty when there is none)."""
+    f = out / "train.json"
+    if not f.is_file():
+        return {}
+    info = json.loads(f.read_text())
+    extra: dict[str, Any] = {}
+    if info.get("data_sources"):
+        extra["training_data"] = info["data_sources"]
+        md = info["data_sources"].get("meter_digits")
+        if md:
+            extra["license_notice"] = md["attribution"]
+    return extra
 
 
 def step_saved_model(model: Any, directory: Path) -> None:
@@ -133,13 +190,27 @@ def step_quantize(model: Any, data: MnistData, out: Path, *, calibration: int, i
     check = verify_fully_integer(q)  # refuse before anything is written under the final name
     write_bytes(out / "digits_int8.tflite", q)
     say(f"verified fully integer: {len(check.ops)} ops: {', '.join(check.op_names)}")
-    write_manifest(out / "digits_int8.tflite", check, accuracy=None, macs=_macs(model), seed=None)
+    train_cmd = None
+    if (out / "train.json").is_file():
+        train_cmd = json.loads((out / "train.json").read_text()).get("command")
+    cmd = command_line()
+    if train_cmd and not cmd.startswith("python -m convert all"):
+        cmd = f"{train_cmd} && {cmd}"  # trained by one command, converted by this one
+    write_manifest(
+        out / "digits_int8.tflite",
+        check,
+        accuracy=None,
+        macs=_macs(model),
+        seed=None,
+        command=cmd,
+        extra=train_sources(out),
+    )
     return check
 
 
 def calibration_images(data: MnistData, calibration: int, *, classes: int, seed: int = 4321) -> np.ndarray:
-    """The representative dataset: training digits, and with the reject class one negative
-    and one printed digit in eight.
+    """The representative dataset: training digits, and with the reject class one negative,
+    one printed digit and one display digit in eight.
 
     The negatives and printed digits come from another seed than training's; their
     activations (a confident class 10, a bold serif digit) must be inside the
@@ -148,11 +219,19 @@ def calibration_images(data: MnistData, calibration: int, *, classes: int, seed:
     calibration = max(1, calibration)
     if classes != 11:
         return data.x_train[:calibration]
+    from convert.displays import make_displays
     from convert.negatives import make_negatives
     from convert.printed import make_printed
 
     k = calibration // 8
-    return np.concatenate([data.x_train[: calibration - 2 * k], make_printed(k, seed)[0], make_negatives(k, seed)])
+    return np.concatenate(
+        [
+            data.x_train[: calibration - 3 * k],
+            make_printed(k, seed)[0],
+            make_negatives(k, seed),
+            make_displays(k, seed)[0],
+        ]
+    )
 
 
 def _macs(model: Any) -> int:
@@ -252,6 +331,7 @@ def step_baseline(data: MnistData, out: Path, *, epochs: int, limit: int | None,
         learning_rate=1e-3,
         reject_class=False,
         printed=0,
+        displays=0,
         verbose=2,
     )
     keras.utils.set_random_seed(seed)
@@ -274,6 +354,8 @@ def step_evaluate(
     num_threads: int = 1,
     heldout: int = HELDOUT_NEGATIVES,
     heldout_printed: int = HELDOUT_PRINTED,
+    heldout_displays: int = HELDOUT_DISPLAYS,
+    meter_dir: Path | None = None,
 ) -> dict[str, Any]:
     from convert.evaluate import evaluate
     from convert.figures import digit_grid_png
@@ -307,6 +389,9 @@ def step_evaluate(
         negatives=negatives,
         printed=printed,
         num_threads=num_threads,
+    )
+    sources = _score_sources(
+        int8, data, printed=printed, heldout_displays=heldout_displays, meter_dir=meter_dir, classes=classes
     )
     train_info = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
     edgetpu = json.loads((out / "edgetpu.json").read_text()) if (out / "edgetpu.json").is_file() else {}
@@ -363,6 +448,16 @@ def step_evaluate(
     }
     context["train"]["negatives"] = train_info.get("negatives")
     context["train"]["printed"] = train_info.get("printed")
+    context["train"]["displays"] = train_info.get("displays")
+    context["train"]["meter_digits"] = train_info.get("meter_digits")
+    context["train"]["data_sources"] = train_info.get("data_sources")
+    if sources is not None:
+        from convert.sources import sources_markdown
+
+        md = (train_info.get("data_sources") or {}).get("meter_digits")
+        context["sources"] = {k: v for k, v in sources.items() if k != "pngs"}
+        context["sources_pngs"] = sources["pngs"]
+        context["sources_md"] = sources_markdown(sources, meter_note=md["attribution"] if md else None)
     pp = ev.printed_predictions.get("int8_edge_infer")
     if pp is not None and ev.printed_true is not None:
         wrong = np.flatnonzero(pp != ev.printed_true)[:40]
@@ -380,7 +475,7 @@ def step_evaluate(
         macs=count_macs(model),
         seed=cfg.get("seed", seed),
         command=prev.get("command"),
-        extra={"calibration": context["calibration"]},
+        extra={"calibration": context["calibration"], **train_sources(out), **_sources_summary(sources)},
     )
     lat = ev.latency_us
     say(
@@ -410,6 +505,55 @@ def step_evaluate(
         )
     say(f"wrote {report_dir / 'report.md'}")
     return {"accuracy": acc, "latency_us": lat, "sizes": ev.sizes}
+
+
+def _score_sources(
+    int8: Path,
+    data: MnistData,
+    *,
+    printed: tuple[np.ndarray, np.ndarray],
+    heldout_displays: int,
+    meter_dir: Path | None,
+    classes: int,
+) -> dict[str, Any] | None:
+    """Per-source scores of ``int8`` beside the shipped model it would replace (see :mod:`convert.sources`)."""
+    if classes != 11:
+        return None
+    from convert.sources import score_sources
+
+    meter = None
+    if meter_dir is not None:
+        from convert.meterdigits import load_meter_digits
+
+        say(f"scoring the meter-digits eval split from {meter_dir} (never trained on)")
+        meter = load_meter_digits("eval", meter_dir)
+    displays = None
+    if heldout_displays:
+        from convert.displays import heldout_displays as draw_heldout_displays
+
+        say(f"drawing {heldout_displays} held-out display digits (another seed, DejaVu drums)")
+        displays = draw_heldout_displays(heldout_displays)
+    shipped = SHIPPED_DIR / "digits_int8.tflite"
+    previous = shipped if shipped.is_file() and shipped.read_bytes() != int8.read_bytes() else None
+    s = score_sources(
+        int8, previous=previous, mnist=(data.x_test, data.y_test), printed=printed, meter=meter, displays=displays
+    )
+    for key, v in s["rows"]["new"].items():
+        before = s["rows"].get("previous", {}).get(key, {})
+        fig = "right" if "right" in v else "safe"
+        was = f" (before {before[fig]:.2%})" if before.get(fig) is not None else ""
+        say(f"{key}: {fig} {v[fig]:.2%} of {v['n']}{was}")
+    if "latency_us" in s:
+        lat = s["latency_us"]
+        say(f"int8 invoke: {lat['new']:.1f} us vs the shipped model's {lat['previous']:.1f} us ({lat['ratio']:.2f}x)")
+    return s
+
+
+def _sources_summary(s: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's ``accuracy_by_source`` block (the new model's rows)."""
+    if not s:
+        return {}
+    return {"accuracy_by_source": s["rows"]["new"]}
 
 
 def update_shipped(out: Path, report_dir: Path) -> None:

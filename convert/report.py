@@ -89,7 +89,7 @@ def write_report(
         **{
             k: v
             for k, v in context.items()
-            if k not in ("history", "negatives_png", "printed_png", "printed_wrong_png")
+            if k not in ("history", "negatives_png", "printed_png", "printed_wrong_png", "sources_md", "sources_pngs")
         },
     }
     if ev.printed_true is not None:
@@ -138,6 +138,8 @@ def write_report(
         for name in ("printed", "printed_wrong"):
             if context.get(f"{name}_png"):
                 save(tmp / f"heldout_{name}.png", context[f"{name}_png"])
+        for fname, png in (context.get("sources_pngs") or {}).items():
+            save(tmp / fname, png)
         result.pop("augmentation_png", None)
         write_json(tmp / "report.json", result)
         write_text(tmp / "report.md", _markdown(result, ev, context, has_aug=bool(context.get("augmentation_png"))))
@@ -257,6 +259,7 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
                 "![held-out negatives](heldout_negatives.png)",
             ]
     L += _printed_section(r, ev, ctx)
+    L += ctx.get("sources_md") or []
     L += [
         "",
         "## Per-class accuracy",

@@ -56,6 +56,19 @@ class TrainConfig:
             training digits, 0 draws none.
         fonts: extra font files or directories for the negatives and the printed
             digits (DejaVu is skipped).
+        displays: how many display digits (seven-segment LCD/LED, counter drums,
+            dot matrix, 14-segment, special printed faces; drums between two digits
+            labelled 10) from :func:`convert.displays.make_displays`; None draws one
+            per 4 MNIST training digits, 0 draws none.
+        meter_dir: the meter-digits folder (:mod:`convert.meterdigits`): its ``train``
+            split (never ``eval``) is added, ``meter_repeat`` times; None adds none.
+        meter_repeat: how many times each meter-digits training crop is seen per epoch.
+        rolling_as: what a counter drum between two digits (meter-digits label ``N``, a
+            drawn drum more than 0.2 from a digit) is trained as: ``"nearest"``, the nearer
+            of its two digits (both are safe answers for a meter reader, and the model need
+            not judge 0.2 from 0.3 of a digit's height, which the normalisation mostly
+            erases); ``"near"``, the nearer digit when within 0.35 of it and class 10 in the
+            middle of the roll; ``"reject"``, class 10. A blank drum stays class 10 always.
         verbose: Keras progress output (0 silent, 1 bar, 2 one line per epoch).
     """
 
@@ -70,6 +83,10 @@ class TrainConfig:
     negatives: int | None = None
     printed: int | None = None
     fonts: tuple[str, ...] = ()
+    displays: int | None = None
+    meter_dir: str | None = None
+    meter_repeat: int = 2
+    rolling_as: str = "near"
     verbose: int = 2
 
     @property
@@ -84,6 +101,14 @@ class TrainConfig:
         (8333, 0)
         """
         return self.printed if self.printed is not None else n_mnist // 6
+
+    def displays_for(self, n_mnist: int) -> int:
+        """Display digits drawn beside ``n_mnist`` MNIST training digits.
+
+        >>> TrainConfig().displays_for(50_000), TrainConfig(displays=0).displays_for(50_000)
+        (12500, 0)
+        """
+        return self.displays if self.displays is not None else n_mnist // 4
 
     def negatives_for(self, n_digits: int) -> int:
         """Negatives drawn for ``n_digits`` training digits, MNIST and printed (0 without the reject class).
@@ -290,6 +315,34 @@ def augment_batch(x: Any, seed: Any) -> Any:
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
+#: ``rolling_as="near"``: a drum within this share of a digit's pitch is trained as that digit.
+NEAR = 0.35
+
+
+def rolling_labels(y: np.ndarray, value: np.ndarray, rolling_as: str) -> np.ndarray:
+    """Training labels of drums: class 10 between two digits (``"reject"``) or the nearer digit (``"nearest"``).
+
+    ``value`` is the drum's value (``7.4``), 10 or more for a blank drum (which stays class 10).
+
+    >>> y, v = np.array([7, 10, 10, 10, 10, 10]), np.array([7.1, 7.3, 7.4, 7.6, 9.7, 10.0])
+    >>> rolling_labels(y, v, "nearest").tolist(), rolling_labels(y, v, "near").tolist()
+    ([7, 7, 7, 8, 0, 10], [7, 7, 10, 10, 0, 10])
+    """
+    if rolling_as not in ("nearest", "near", "reject"):
+        raise ValueError(f"rolling_as must be 'nearest', 'near' or 'reject', got {rolling_as!r}")
+    y = np.asarray(y).astype(np.uint8)
+    if rolling_as == "reject":
+        return y
+    value = np.asarray(value, np.float64)
+    rolling = (y == 10) & (value < 10)
+    out = y.copy()
+    out[rolling] = (np.floor(value[rolling] + 0.5).astype(np.int64) % 10).astype(np.uint8)
+    if rolling_as == "near":
+        frac = value - np.floor(value)
+        out[rolling & (np.minimum(frac, 1 - frac) > NEAR + 1e-6)] = 10
+    return out
+
+
 def _as_float(x: np.ndarray) -> np.ndarray:
     return (np.asarray(x, np.float32) / 255.0)[..., None]
 
@@ -325,7 +378,9 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
     """Train the digit model on the training split, watching the validation split.
 
     The MNIST training digits are mixed with printed digits drawn by
-    :func:`convert.printed.make_printed` (``cfg.printed``, seed ``cfg.seed``) and, with
+    :func:`convert.printed.make_printed` (``cfg.printed``, seed ``cfg.seed``), display
+    digits drawn by :func:`convert.displays.make_displays` (``cfg.displays``), the
+    meter-digits ``train`` split (``cfg.meter_dir``, ``cfg.meter_repeat`` times) and, with
     ``cfg.reject_class``, with negatives drawn by
     :func:`convert.negatives.make_negatives` (seed ``cfg.seed``), labelled 10.
     Validation stays the MNIST validation digits, so ``val_acc`` is the strict
@@ -347,8 +402,9 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
     x_train, y_train = data.x_train, data.y_train
     if cfg.limit is not None:
         x_train, y_train = x_train[: cfg.limit], y_train[: cfg.limit]
-    n_printed = cfg.printed_for(len(x_train))
-    n_neg = cfg.negatives_for(len(x_train) + n_printed)
+    n_mnist = len(x_train)
+    n_printed = cfg.printed_for(n_mnist)
+    n_neg = cfg.negatives_for(n_mnist + n_printed)
     if n_printed:
         from convert.printed import make_printed
 
@@ -361,6 +417,27 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
         neg = make_negatives(n_neg, cfg.seed, fonts=cfg.fonts)
         x_train = np.concatenate([x_train, neg])
         y_train = np.concatenate([y_train, np.full(n_neg, 10, y_train.dtype)])
+    n_displays = cfg.displays_for(n_mnist)
+    if n_displays:
+        from convert.displays import draw_displays
+
+        ds = draw_displays(n_displays, cfg.seed, fonts=cfg.fonts)
+        dx, dy = ds.x, rolling_labels(ds.y, ds.value, cfg.rolling_as)
+        if not cfg.reject_class:  # a drum between two digits has no class of its own then
+            dx, dy = dx[dy < 10], dy[dy < 10]
+        x_train = np.concatenate([x_train, dx])
+        y_train = np.concatenate([y_train, dy.astype(y_train.dtype)])
+    n_meter = 0
+    if cfg.meter_dir is not None and cfg.meter_repeat > 0:
+        from convert.meterdigits import load_meter_digits
+
+        md = load_meter_digits("train", cfg.meter_dir)
+        mx, my = md.x, rolling_labels(md.y, md.value, cfg.rolling_as)
+        if not cfg.reject_class:
+            mx, my = mx[my < 10], my[my < 10]
+        n_meter = len(my)
+        x_train = np.concatenate([x_train, *[mx] * cfg.meter_repeat])
+        y_train = np.concatenate([y_train, *[my.astype(y_train.dtype)] * cfg.meter_repeat])
     strategy = make_strategy()
     batch = effective_batch_size(cfg, len(x_train))
     steps = max(1, len(x_train) // batch)
@@ -382,11 +459,15 @@ def train(data: MnistData, cfg: TrainConfig, *, model: Any = None) -> tuple[Any,
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
         )
     log.info(
-        "training %s on %d images (%d of them printed digits, %d negatives), %d epoch(s) of %d steps, batch %d, %s",
+        "training %s on %d images (%d of them printed digits, %d negatives, %d display digits, "
+        "%d meter-digits crops x %d), %d epoch(s) of %d steps, batch %d, %s",
         model.name,
         len(x_train),
         n_printed,
         n_neg,
+        n_displays,
+        n_meter,
+        cfg.meter_repeat,
         cfg.epochs,
         steps,
         batch,
