@@ -306,6 +306,8 @@ def _run(a: argparse.Namespace) -> int:
         import convert.quantize
         import convert.render
         import convert.report
+        import convert.segments
+        import convert.sources
         import convert.train  # noqa: F401
         import edge_infer
         import edge_infer.recognizer

@@ -8,8 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from convert.displays import KINDS, draw_displays, drum_label, heldout_displays, make_displays, seven_segment
+from convert.displays import KINDS, draw_displays, drum_label, heldout_displays, make_displays
 from convert.meterdigits import DEFAULT_DIR, load_meter_digits, rolling_safe, safe_answers
+from convert.segments import seven_segment
 
 from .conftest import assert_mnist_convention
 
