@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_infer import DetectStats, DigitRecognizer  # noqa: E402
-from edge_infer.detect import detect  # noqa: E402
+from edge_infer.detect import DEFAULT_MIN_SCORE, detect  # noqa: E402
 from edge_infer.runtime.sysmem import keep_freed_memory  # noqa: E402
 from tests.scenes import make_scene, match  # noqa: E402
 
@@ -126,7 +126,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=400, help="frames to draw (default 400)")
     ap.add_argument("--seed", type=int, default=BENCH_SEED, help=f"first seed (default {BENCH_SEED})")
     ap.add_argument("--model", default=None, help="a .tflite model (default: the shipped one)")
-    ap.add_argument("--min-score", type=float, default=0.85)
+    ap.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     ap.add_argument("--fast", action="store_true", help="measure detect(fast=True), the quick pipeline")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args()

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .codec import Codec
-from .detect import Roi, detect, read_numbers
+from .detect import DEFAULT_MIN_SCORE, Roi, detect, read_numbers
 from .errors import ModelError
 from .image.layout import MNIST_SIZE, mnist_ready, paper_rows
 from .image.preprocess import to_mnist
@@ -259,7 +259,7 @@ class DigitRecognizer:
         *,
         min_height: int = 16,
         max_height: int | None = None,
-        min_score: float = 0.85,
+        min_score: float = DEFAULT_MIN_SCORE,
         polarity: str = "auto",
         max_side: int = 1280,
         min_contrast: float = 0.12,
@@ -294,7 +294,7 @@ class DigitRecognizer:
         max_gap: float = 0.8,
         min_height: int = 16,
         max_height: int | None = None,
-        min_score: float = 0.85,
+        min_score: float = DEFAULT_MIN_SCORE,
         polarity: str = "auto",
         max_side: int = 1280,
         min_contrast: float = 0.12,

@@ -62,7 +62,8 @@ def test_forced_polarity_and_clear_digits(rec, clear_digits):
     for d, (x, y, _, h) in zip(found, boxes):  # boxes in frame pixels, around the ink
         assert abs(d.box[0] - x) <= 3 and abs(d.box[1] - y) <= 3 and abs(d.box[3] - h) <= 4
     assert [d.digit for d in detect(rec, frame, fast=True, polarity="dark")] == [3, 8, 1, 6, 0]
-    assert len(detect(rec, frame, fast=True, polarity="light")) < 5
+    # read as light ink on dark, the paper is the "ink": the digits are not what comes out
+    assert [d.digit for d in detect(rec, frame, fast=True, polarity="light")] != [3, 8, 1, 6, 0]
     light = detect(rec, 255 - frame, fast=True, polarity="light")
     assert [d.digit for d in light] == [3, 8, 1, 6, 0]
 

@@ -61,7 +61,8 @@ def test_finetune_raises_the_meters_accuracy_and_keeps_mnist(crops_dir, tmp_path
         f"MNIST {r.mnist_before:.2%} -> {r.mnist_after:.2%} (trained on {r.train_crops} crops)"
     )
     assert r.after > r.before + 0.05
-    assert r.mnist_after >= 0.993
+    # it forgets nothing: MNIST within 0.2 points of the starting model (99.23% for the shipped one)
+    assert r.mnist_after >= r.mnist_before - 0.002 and r.mnist_after >= 0.99
     manifest = json.loads((tmp_path / "out" / "digits_int8.json").read_text())
     assert manifest["reject_class"] == 10 and manifest["finetune"]["after"] == r.after
     with DigitRecognizer(r.model) as rec:  # the runtime takes it as it takes the shipped model

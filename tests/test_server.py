@@ -354,7 +354,8 @@ def test_detect_height_limits(http, url, digits):
     r = post(http, url, f"/v1/detect?max_height={tallest - 1}", png(frame), "image/png")
     assert r.status_code == 200 and len(r.json()["detections"]) < len(everything)
     r = post(http, url, f"/v1/detect?min_height=16&max_height={tallest + 5}", png(frame), "image/png")
-    assert r.json()["detections"] == everything
+    # the same digits in the same boxes (a different height range changes the paper estimate a little)
+    assert [(d["box"], d["digit"]) for d in r.json()["detections"]] == [(d["box"], d["digit"]) for d in everything]
     for bad in ("max_height=0", "min_height=-3", "max_height=1e9", "min_height=abc"):
         r = post(http, url, f"/v1/detect?{bad}", png(frame), "image/png")
         assert r.status_code == 400 and "whole number of pixels" in r.json()["error"], bad

@@ -347,13 +347,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="camera index (0), 'picamera', a video, an image, a folder of images, or 'sample' "
         "(default: camera 0, else the bundled sample clip)",
     )
+    from ..detect import DEFAULT_MIN_SCORE
     from .cli import add_model_arguments, parse_roi
 
     add_model_arguments(parser)
     parser.add_argument("--width", type=int, default=640, help="capture width asked of a camera (default 640)")
     parser.add_argument("--height", type=int, default=480, help="capture height asked of a camera (default 480)")
     parser.add_argument(
-        "--min-score", type=float, default=0.85, help="drop digits read with a lower probability (default 0.85)"
+        "--min-score",
+        type=float,
+        default=DEFAULT_MIN_SCORE,
+        help=f"drop digits read with a lower probability (default {DEFAULT_MIN_SCORE})",
     )
     parser.add_argument(
         "--min-height", type=int, default=16, help="smallest digit to read, in frame pixels (default 16)"

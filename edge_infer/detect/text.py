@@ -218,15 +218,16 @@ def accept(
     ]
 
 
-_LOOKALIKES = (0, 1)  # o O and l I i ( ) read as digits
+_LOOKALIKES = (0, 1, 5)  # o O, l I i ( ), s S read as digits
 
 
 def reject_letter_lookalikes(boxes: list[tuple[int, int, int, int]], ok: list[bool], digits: list[int]) -> list[bool]:
     """Drops runs of digits that are letters of running text; returns the new ``ok`` flags.
 
-    A run of marks read only as 0 and 1 is an "o", "l", "I" or "oil" when it stands in
-    a line of words (letter-sized marks within a word space or two on both sides), or
-    when its marks differ in height like a word's do (an x-height "o" beside an "l").
+    A run of marks read only as 0, 1 and 5 is an "o", "l", "I", "s" or "oil" when it
+    stands in a line of words (letter-sized marks within a word space or two on both
+    sides), or when its marks differ in height like a word's do (an x-height "o" beside
+    an "l"); any run uneven so with words on both sides is a word too ("is" read "15").
     A number on a label ("Room 101") has words on one side only and keeps its digits.
     """
     kept = [i for i, good in enumerate(ok) if good]
@@ -253,7 +254,7 @@ def reject_letter_lookalikes(boxes: list[tuple[int, int, int, int]], ok: list[bo
                 left = True
             elif 0 <= bx - x1 <= 1.5 * h:
                 right = True
-        if lookalikes and (uneven or (left and right)):
+        if (lookalikes and (uneven or (left and right))) or (uneven and left and right):
             for i in idx:
                 ok[i] = False
     return ok

@@ -81,7 +81,7 @@ class PlausibilityConfig:
 
     max_rate: float = 0.0
     allow_decrease: bool = False
-    min_score: float = 0.9
+    min_score: float = 0.6
     max_unknown: int = 2
     confirm: int = 2
     confusable: tuple[str, ...] = ("09", "17", "68")
@@ -393,7 +393,7 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None, path: Pat
     plaus = PlausibilityConfig(
         max_rate=_num(pd, "max_rate", 0.0, pw, lo=0.0),
         allow_decrease=_bool(pd, "allow_decrease", False, pw),
-        min_score=_num(pd, "min_score", 0.9, pw, lo=0.0, hi=1.0),
+        min_score=_num(pd, "min_score", 0.6, pw, lo=0.0, hi=1.0),
         max_unknown=_num(pd, "max_unknown", min(2, digits - 1), pw, lo=0, hi=min(4, digits - 1), integer=True),
         confirm=_num(pd, "confirm", 2, pw, lo=1, hi=100, integer=True),
         confusable=tuple(conf),
