@@ -216,7 +216,7 @@ def _markdown(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any], *, has_aug
             'Strict accuracy is the argmax over all 11 classes (a digit called "not a digit" is an error); '
             "digit-only is the best of 0-9, what `Prediction.digit` reports whatever `is_digit` says. Held-out "
             "negatives are letters, symbols, line fragments and smudges drawn with DejaVu fonts (never used in "
-            "training) and another seed, normalised by `edge_infer.preprocess.to_mnist`.",
+            "training) and another seed, normalised by `edge_infer.image.preprocess.to_mnist`.",
             "",
             "| model | strict accuracy | digit-only accuracy | MNIST digits rejected | held-out non-digits rejected |",
             "|---|---|---|---|---|",
@@ -354,7 +354,7 @@ def _printed_section(r: dict[str, Any], ev: Evaluation, ctx: dict[str, Any]) -> 
         "",
         "Digits 0-9 drawn with the DejaVu fonts (never used in training: training draws printed digits with "
         "Liberation and Hershey) and another seed, by the same renderer as the negatives, normalised by "
-        "`edge_infer.preprocess.to_mnist`. Scored strictly"
+        "`edge_infer.image.preprocess.to_mnist`. Scored strictly"
         + (': a printed digit called "not a digit" is an error.' if reject else "."),
         "",
         "| model | strict accuracy |" + (" rejected as not a digit |" if reject else ""),
