@@ -207,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         help="then copy the model and manifest into edge_infer/models/ and the report into docs/",
     )
 
+    sub.add_parser("finetune", help="fine-tune the shipped model on your own labelled crops (see --help)")
     s = sub.add_parser("edgetpu", help="pre-check and compile a model for the Coral Edge TPU")
     s.add_argument("model", type=Path, metavar="MODEL.tflite")
     s.add_argument(
@@ -348,6 +349,11 @@ def _run(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["finetune"]:  # its own options: python -m convert finetune --images DIR ...
+        from convert.finetune import main as finetune_main
+
+        return finetune_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("convert").setLevel(logging.INFO)

@@ -1,8 +1,8 @@
-"""Fine-tune the shipped int8 model on a user's own labelled digit crops: ``python -m convert.finetune``.
+"""Fine-tune the shipped int8 model on a user's own labelled digit crops: ``python -m convert finetune``.
 
 ::
 
-    python -m convert.finetune --images crops/ --out runs/finetune/water
+    python -m convert finetune --images crops/ --out runs/finetune/water
 
 ``--images DIR`` holds crops filed by label: ``DIR/0`` .. ``DIR/9`` and ``DIR/n`` ("not a digit":
 a drum between two digits, a blank), as ``edge-infer meter label DIR`` leaves them. The steps:
@@ -404,7 +404,7 @@ def finetune(
         sha256=hashlib.sha256(blob).hexdigest(),
         size_bytes=len(blob),
         created=time.strftime("%Y-%m-%d"),
-        command="python -m convert.finetune " + " ".join(sys.argv[1:]) if sys.argv[1:] else "convert.finetune",
+        command="python -m convert finetune " + " ".join(sys.argv[1:]) if sys.argv[1:] else "convert.finetune",
         finetune={
             "base_model": str(base),
             "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
@@ -427,8 +427,8 @@ def finetune(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m convert.finetune``: prints the before/after figures; exit 2 on bad input."""
-    ap = argparse.ArgumentParser(prog="python -m convert.finetune", description=__doc__.split("\n\n")[0])
+    """``python -m convert finetune``: prints the before/after figures; exit 2 on bad input."""
+    ap = argparse.ArgumentParser(prog="python -m convert finetune", description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True, metavar="DIR", help="labelled crops: DIR/0..9 and DIR/n")
     ap.add_argument("--out", default="runs/finetune", help="output folder (default runs/finetune)")
     ap.add_argument("--model", default=None, help="starting int8 model (default: the shipped one)")

@@ -5,7 +5,7 @@ SIGTERM (``--frames N`` stops after N frames; a video source stops at its end), 
 per reading; ``--save-reference`` takes the missing reference frame from the camera; ``--no-mqtt``
 skips the broker. ``edge-infer meter label DIR`` shows each saved crop in the terminal and asks
 for its digit, filing it under ``DIR/<digit>`` (``DIR/n`` for "not a digit") for
-``python -m convert.finetune --images DIR``.
+``python -m convert finetune --images DIR``.
 
 Exit codes: 0 done; 1 the camera failed; 2 a bad config (one line naming the key and the fix),
 an unreachable broker at start, or bad arguments. See docs/meter.md.
@@ -158,7 +158,7 @@ def label(root: Path, *, limit: int | None = None) -> int:
         target.mkdir(exist_ok=True)
         shutil.move(str(path), str(target / path.name))
         done += 1
-    print(f"labelled {done} crops; fine-tune with: python -m convert.finetune --images {root}")
+    print(f"labelled {done} crops; fine-tune with: python -m convert finetune --images {root}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Digit crops kept for retraining: every uncertain or rejected reading saves its digit windows.
 
-Layout of the crops folder (what ``python -m convert.finetune --images DIR`` reads)::
+Layout of the crops folder (what ``python -m convert finetune --images DIR`` reads)::
 
     DIR/unlabelled/20261208T031500Z_012987_p6_g7.png   # frame time, the reading, place 6, model's guess 7
     DIR/0/ .. DIR/9/                                   # crops a person named (``edge-infer meter label DIR``)
