@@ -6,10 +6,10 @@ digits come out as "1"s or not at all. Here the blobs are grouped into digits:
 
 1. **Stroke-like blobs**: compact pieces (filling over half their box), no taller
    than a digit.
-2. **Grouping at several scales**: the blobs' mask is dilated with square kernels from
-   a tenth of the smallest digit height up; each grown component gathers the blobs
-   under it. A display's segment gaps close at a small scale, long before the wider
-   gaps between its digits do.
+2. **Grouping at several scales**: blobs whose boxes are closer than the scale join
+   (what growing each blob by the scale would join, for pieces as compact as segments
+   and dots), from a tenth of the smallest digit height up. A display's segment gaps
+   close at a small scale, long before the wider gaps between its digits do.
 3. **Digit-shaped groups**: two or more blobs, each a fragment (no taller than 70% of
    the group: a whole handwritten digit never groups with its neighbour) shaped like a
    segment (a bar) or a dot, the group digit-sized, narrower than tall, and the kernel
@@ -30,6 +30,7 @@ __all__ = ["group_segments", "overlap", "resolve"]
 
 _MIN_FILL = 0.55  # a segment or a dot fills most of its box; a curved pen stroke far less
 _FRAGMENT = 0.7  # every member is at most this share of the group's height
+_MAX_BLOBS = 600  # the most blobs paired up in one frame
 _MAX_KERNEL = 0.22  # the closing kernel is at most this share of the group's height (a segment gap)
 
 
@@ -58,20 +59,45 @@ def group_segments(mask: np.ndarray, min_h: int, max_h: int) -> tuple[np.ndarray
     ids = np.flatnonzero(ok)
     if len(ids) < 2:
         return labels, []
-    strokes = np.isin(labels, ids).view(np.uint8)
-    cy = np.clip(np.rint(centroids[ids, 1]).astype(int), 0, H - 1)
-    cx = np.clip(np.rint(centroids[ids, 0]).astype(int), 0, W - 1)
+    if len(ids) > _MAX_BLOBS:  # a page of small print: the biggest pieces are enough
+        ids = ids[np.argsort(-h[ids], kind="stable")[:_MAX_BLOBS]]
+    # Two blobs join when the gap between their boxes is under the scale: what growing
+    # each blob's mask by the scale would join, for pieces as compact as segments and dots.
+    bx0, by0, bx1, by1 = x[ids], y[ids], (x + w)[ids], (y + h)[ids]
+    gap = np.maximum(
+        np.maximum(bx0[:, None], bx0[None, :]) - np.minimum(bx1[:, None], bx1[None, :]),
+        np.maximum(by0[:, None], by0[None, :]) - np.minimum(by1[:, None], by1[None, :]),
+    )
+    top = _MAX_KERNEL * max_h
+    ii, jj = np.nonzero(np.triu(gap < top, 1))
+    order = np.argsort(gap[ii, jj], kind="stable")
+    edges = list(zip(gap[ii, jj][order].tolist(), ii[order].tolist(), jj[order].tolist()))
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
     seen: set[tuple[int, ...]] = set()
     out: list[Candidate] = []
     k = max(2, int(round(0.1 * min_h)))
-    while k <= _MAX_KERNEL * max_h:
-        closed = cv2.dilate(strokes, np.ones((k, k), np.uint8))
-        _, glabels = cv2.connectedComponents(closed, connectivity=8, ltype=cv2.CV_32S)
-        owner = glabels[cy, cx]
-        order = np.argsort(owner, kind="stable")
-        cuts = np.flatnonzero(np.diff(owner[order])) + 1
-        for part in np.split(order, cuts):
-            if len(part) < 2 or owner[part[0]] == 0:
+    e = 0
+    while k <= top and e < len(edges):
+        before = e
+        while e < len(edges) and edges[e][0] < k:
+            _, i, j = edges[e]
+            parent[root(i)] = root(j)
+            e += 1
+        if e == before:  # nothing joined at this scale: the same groups as the last
+            k = int(np.ceil(k * 1.5))
+            continue
+        parts: dict[int, list[int]] = {}
+        for i in {i for _, a, b in edges[:e] for i in (a, b)}:
+            parts.setdefault(root(i), []).append(i)
+        for part in parts.values():
+            if len(part) < 2:
                 continue
             members = ids[part]
             x0, y0 = int(x[members].min()), int(y[members].min())
