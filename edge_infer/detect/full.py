@@ -122,12 +122,12 @@ def detect_full(
     found: list[tuple[int, int, list[Candidate], list[Candidate]]] = []
     for k, (ox, oy, g, ink_dark, lo_h, hi_h) in enumerate(jobs):
         contrast = contrast_map(g, close_px=max(24, int(0.25 * hi_h)), polarity="dark" if ink_dark else "light")
-        labels, cands, job_marks, strong = segment_frame(contrast, lo_h, hi_h, float(min_contrast))
-        glabels, groups = group_segments((labels > 0).view(np.uint8), lo_h, hi_h)
+        labels, boxes_of, cands, job_marks, strong = segment_frame(contrast, lo_h, hi_h, float(min_contrast))
+        groups = group_segments(labels, boxes_of, lo_h, hi_h)
         if cands:
             crops.append(_crops(contrast, labels, cands, strong))
         if groups:
-            crops.append(_crops(contrast, glabels, groups, strong))
+            crops.append(_crops(contrast, labels, groups, strong))
         found.append((ox, oy, cands, groups))
         if k == 0:  # the frame's own pass: its marks are the word rule's letters
             marks += job_marks

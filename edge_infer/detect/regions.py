@@ -54,8 +54,8 @@ def opposite_regions(small: np.ndarray, dark_ink: bool, min_h: float) -> list[Bo
     boxes: list[Box] = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if h < 1.2 * min_h or w < 0.6 * min_h or area < 0.35 * w * h:
-            continue
+        if h < 1.2 * min_h or w < 1.2 * h or area < 0.35 * w * h:
+            continue  # a display or a counter's strip is wider than tall; a bold letter is not
         if w * h > 0.6 * W * H:
             continue  # the background itself, not a region in it
         if x == 0 or y == 0 or x + w >= W or y + h >= H:

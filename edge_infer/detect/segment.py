@@ -263,8 +263,8 @@ def _erase_lines(
 
 def segment_frame(
     contrast: np.ndarray, min_h: int, max_h: int, min_contrast: float
-) -> tuple[np.ndarray, list[Candidate], list[tuple[int, int, int, int]], int]:
-    """Contrast map -> (labels, digit candidates, other marks, strong-ink level), in working pixels."""
+) -> tuple[np.ndarray, np.ndarray, list[Candidate], list[tuple[int, int, int, int]], int]:
+    """Contrast map -> (labels, their boxes, digit candidates, other marks, strong-ink level), in working pixels."""
     import cv2
 
     lo, hi = _thresholds(contrast, min_contrast)
@@ -295,7 +295,7 @@ def segment_frame(
         and not _line_residue(c.box, structure_boxes)
         and not _cut_from_structure(c, labels, before_erasure, ids)
     ]
-    return labels, _drop_collinear(_drop_dashes(cands), labels, structure_boxes), marks, (lo + hi) // 2
+    return labels, stats, _drop_collinear(_drop_dashes(cands), labels, structure_boxes), marks, (lo + hi) // 2
 
 
 def _dash_like(stats: np.ndarray, min_h: int) -> np.ndarray:

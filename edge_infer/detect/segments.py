@@ -34,31 +34,32 @@ _MAX_BLOBS = 600  # the most blobs paired up in one frame
 _MAX_KERNEL = 0.22  # the closing kernel is at most this share of the group's height (a segment gap)
 
 
-def group_segments(mask: np.ndarray, min_h: int, max_h: int) -> tuple[np.ndarray, list[Candidate]]:
+def group_segments(labels: np.ndarray, boxes: np.ndarray, min_h: int, max_h: int) -> list[Candidate]:
     """Groups of stroke-like blobs that may be one digit each.
 
     Args:
-        mask: uint8 ink mask (255 = ink) in working pixels.
+        labels: The frame's component labels (0 = no ink), in working pixels.
+        boxes: ``(n, 4)`` boxes ``(x, y, w, h)`` of the labels.
         min_h, max_h: Digit heights in working pixels.
 
     Returns:
-        ``(labels, candidates)``: the blobs' label image and the groups over it
-        (each with two or more member labels), largest scale last.
+        The groups over ``labels`` (each with two or more member labels), smallest scale first.
     """
-    import cv2
-
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    n = len(boxes)
     if n <= 2:
-        return labels, []
-    x, y, w, h, area = (stats[:, i] for i in range(5))
-    H, W = mask.shape
-    fill = area / np.maximum(w * h, 1)
-    ok = (area >= 3) & (fill >= _MIN_FILL) & (h <= _FRAGMENT * max_h) & (w <= max_h)
-    ok &= (x > 0) & (y > 0) & (x + w < W) & (y + h < H)
-    ok[0] = False
+        return []
+    x, y, w, h = (boxes[:, i] for i in range(4))
+    H, W = labels.shape
+    small = (h <= _FRAGMENT * max_h) & (w <= max_h) & (np.maximum(w, h) >= 2)
+    small &= (x > 0) & (y > 0) & (x + w < W) & (y + h < H)
+    small[0] = False
+    if np.count_nonzero(small) < 2:
+        return []
+    area = np.bincount(labels.ravel(), minlength=n)[:n]
+    ok = small & (area >= 3) & (area >= _MIN_FILL * w * h)
     ids = np.flatnonzero(ok)
     if len(ids) < 2:
-        return labels, []
+        return []
     if len(ids) > _MAX_BLOBS:  # a page of small print: the biggest pieces are enough
         ids = ids[np.argsort(-h[ids], kind="stable")[:_MAX_BLOBS]]
     # Two blobs join when the gap between their boxes is under the scale: what growing
@@ -118,7 +119,7 @@ def group_segments(mask: np.ndarray, min_h: int, max_h: int) -> tuple[np.ndarray
             seen.add(key)
             out.append(Candidate((x0, y0, gw, gh), key))
         k = int(np.ceil(k * 1.5))
-    return labels, out
+    return out
 
 
 def resolve(
