@@ -127,7 +127,7 @@ def _find(sections: dict[str, Any], section: str, key: str) -> dict[str, Any] | 
 
 
 def targets(sections: dict[str, Any], subjects: dict[str, Subject]) -> list[dict[str, Any]]:
-    """Each target of issue 5: value, baseline, ratio, limit, met (None when not measured)."""
+    """Each speed target: value, baseline, ratio, limit, met (None when not measured)."""
     out = []
 
     def add(

@@ -1,4 +1,4 @@
-"""`edge-infer serve` under attack: each refusal of issue 23 pinned against the real app on waitress.
+"""`edge-infer serve` under attack: each refusal pinned against the real app on waitress.
 
 Bombs, floods, slow and idle clients, hostile query values, Host names and keys; and the
 attack bench's quick slice (bench/attack.py --quick). Bounded waits only, no timings asserted.

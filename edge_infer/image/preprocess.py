@@ -125,9 +125,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 def _percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation), from a sort of the values.
 
-    ``np.percentile`` and ``np.median`` cost 20-80 us of call overhead on a crop's few
-    thousand values, a quarter of ``to_mnist``; a sort and the same interpolation give
-    the same number."""
+    ``np.percentile`` and ``np.median`` carry a call overhead that dominates on a crop's
+    few thousand values; a sort and the same interpolation give the same number."""
     a = np.sort(values, axis=None)
     pos = q / 100.0 * (a.size - 1)
     lo = int(pos)
