@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ClientError, ConfigError
+from ..serve.policy import page_policy
 
 __all__ = ["create_blueprint", "register"]
 
@@ -37,23 +38,6 @@ def _jpeg(img: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def page_policy(page: str) -> str:
-    """The page's Content-Security-Policy: its own inline script and style (by hash), images and
-    requests to this server, nothing else."""
-    import base64
-    import hashlib
-    import re
-
-    def hashes(tag: str) -> str:
-        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
-
-    return (
-        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-        "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-
-
 def create_blueprint(service: Any) -> Any:
     """The blueprint for one running :class:`~edge_infer.apps.meter.service.MeterService`.
 
@@ -67,7 +51,7 @@ def create_blueprint(service: Any) -> Any:
 
     bp = Blueprint("meter", __name__)
     page = (resources.files("edge_infer.apps.meter") / "web" / "meter.html").read_text(encoding="utf-8")
-    policy = page_policy(page)
+    policy = page_policy(page, img_src="'self'")
 
     def reader() -> Any:
         r = service.reader

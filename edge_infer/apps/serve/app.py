@@ -41,6 +41,7 @@ from ...recognizer import DigitRecognizer
 from .guard import MIN_KEY_LENGTH, Gate
 from .imagecheck import read_header
 from .mjpeg import LiveStream, read_frame
+from .policy import page_policy
 from .server import Server, connection_limit, make_server
 from .uploads import (
     DEFAULT_MAX_BYTES,
@@ -71,22 +72,6 @@ _PAGE_HEADERS = {
 
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def _page_policy(page: str) -> str:
-    """The page's Content-Security-Policy: its own inline script and style (by hash) and nothing else."""
-    import base64
-    import hashlib
-    import re
-
-    def hashes(tag: str) -> str:
-        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
-
-    return (
-        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-        "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
 
 
 def _query_int(args: Any, name: str, default: int | None, low: int, high: int, what: str) -> int | None:
@@ -162,7 +147,7 @@ def create_app(
     slots = threading.BoundedSemaphore(workers)
     page = (resources.files("edge_infer.apps.serve") / "web" / "index.html").read_text(encoding="utf-8")
     page = page.replace('data-camera="0"', f'data-camera="{int(camera is not None)}"')
-    page_headers = {**_PAGE_HEADERS, "Content-Security-Policy": _page_policy(page)}
+    page_headers = {**_PAGE_HEADERS, "Content-Security-Policy": page_policy(page)}
 
     app = Flask("edge_infer.apps.serve.app")
     app.config["MAX_CONTENT_LENGTH"] = max_bytes
