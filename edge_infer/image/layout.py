@@ -198,7 +198,8 @@ _K2 = np.ones((2, 2), np.uint8)
 def _cv_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     import cv2
 
-    x, y, w, h = cv2.boundingRect((ink > INK_LEVEL).view(np.uint8))
+    # 8-bit ink: any level above zero is over INK_LEVEL, and OpenCV boxes nonzero pixels itself
+    x, y, w, h = cv2.boundingRect(ink if ink.dtype == np.uint8 else (ink > INK_LEVEL).view(np.uint8))
     return (x, y, w, h)
 
 
@@ -238,6 +239,8 @@ def mnist_layout(
     *,
     ops: LayoutOps = NUMPY,
     thin_bold: bool = True,
+    stroke_rule: bool = True,
+    peak_to_white: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Ink map (float32, 1 = stroke core, 0 = background) -> uint8 ``(28, 28)`` MNIST layout.
@@ -246,6 +249,9 @@ def mnist_layout(
         ink: 2-D float ink map.
         ops: The primitives: :data:`NUMPY` or :data:`OPENCV`.
         thin_bold: Thin strokes thicker than :data:`BOLD_STROKE` (step 3 of the module's rules).
+        stroke_rule: Apply step 3 at all. The fast pipeline skips it (and ``thin_bold``).
+        peak_to_white: Scale the resized digit so its peak is 255 (step 4). The fast pipeline
+            passes uint8 ink already scaled to 255 before the resize, and skips it.
         out: A zeroed uint8 ``(28, 28)`` array to write into (one row of a batch).
 
     Returns:
@@ -263,15 +269,19 @@ def mnist_layout(
     crop = ink[y : y + h, x : x + w]
     scale = MNIST_BOX / max(h, w)
     small = ops.resize(crop, (max(1, round(h * scale)), max(1, round(w * scale))))
-    width = stroke_width(small)
-    if width and width < THIN_STROKE:
-        small = ops.thicken(small)
-    elif thin_bold and width > BOLD_STROKE:
-        small = ops.thin(small)
+    if stroke_rule:
+        width = stroke_width(small)
+        if width and width < THIN_STROKE:
+            small = ops.thicken(small)
+        elif thin_bold and width > BOLD_STROKE:
+            small = ops.thin(small)
     peak = float(small.max())
     if peak <= 0:
         return out
-    small = np.minimum(small * (255.0 / peak), 255.0)
+    if not peak_to_white and small.dtype == np.uint8:  # 8-bit levels as they are: straight into out
+        return center_of_mass_place(small, MNIST_SIZE, centre=ops.centre(small), out=out)
+    if peak_to_white:
+        small = np.minimum(small * (255.0 / peak), 255.0)
     placed = center_of_mass_place(small, MNIST_SIZE, centre=ops.centre(small))
     np.rint(placed, out=placed)
     out[:] = placed
