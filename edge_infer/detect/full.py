@@ -42,8 +42,8 @@ import numpy as np
 from ..image.layout import MNIST_SIZE, OPENCV, mnist_layout
 from ..results import Detection, DetectStats, Prediction
 from .regions import opposite_regions
-from .segment import Candidate, contrast_map, frame_dark_ink, gray_frame, own_mask, segment_frame
-from .segments import group_segments, overlap, resolve
+from .segment import Candidate, contrast_map, frame_dark_ink, gray_frame, own_mask, quarter, segment_frame
+from .segments import centre_in, group_segments, overlap, resolve
 from .text import BatchClassifier, accept
 
 __all__ = ["detect_full"]
@@ -96,39 +96,40 @@ def detect_full(
     (:func:`edge_infer.detect.regions.opposite_regions`: counter windows, LED panels)
     are read again with the polarity turned over.
     """
-    import cv2
-
     t0 = time.perf_counter()
     gray, scale = gray_frame(frame, max_side)
     max_h = int(max_h * scale)
     min_h = max(8, int(min_h * scale))
     if max_h < min_h:
         return []
-    h, w = gray.shape
-    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    small = quarter(gray)
     dark = frame_dark_ink(small, polarity)
-    jobs = [(0, 0, gray, dark, min_h, max_h)]
+    # passes: (x, y, gray, dark ink, min_h, max_h, quarter-size copy): the frame, then
+    # each region of the other polarity
+    jobs: list[tuple[int, int, np.ndarray, bool, int, int, np.ndarray | None]] = [
+        (0, 0, gray, dark, min_h, max_h, small)
+    ]
     if polarity == "auto":
         for x, y, rw, rh in opposite_regions(small, dark, min_h / 4):
             x, y, rw, rh = 4 * x, 4 * y, 4 * rw, 4 * rh
             top = min(max_h, rh)
             low = max(min_h, int(0.2 * rh))
             if top >= low and rw >= 8 and rh >= 8:
-                jobs.append((x, y, gray[y : y + rh, x : x + rw], not dark, low, top))
+                jobs.append((x, y, gray[y : y + rh, x : x + rw], not dark, low, top, None))
 
-    boxes: list[tuple[int, int, int, int]] = []
     marks: list[tuple[int, int, int, int]] = []
     crops: list[np.ndarray] = []
-    found: list[tuple[int, int, list[Candidate], list[Candidate]]] = []
-    for k, (ox, oy, g, ink_dark, lo_h, hi_h) in enumerate(jobs):
-        contrast = contrast_map(g, close_px=max(24, int(0.25 * hi_h)), polarity="dark" if ink_dark else "light")
+    found: list[tuple[list[Candidate], list[Candidate]]] = []
+    for k, (_, _, g, ink_dark, lo_h, hi_h, g_small) in enumerate(jobs):
+        polarity_k = "dark" if ink_dark else "light"
+        contrast = contrast_map(g, close_px=max(24, int(0.25 * hi_h)), polarity=polarity_k, small=g_small)
         labels, boxes_of, cands, job_marks, strong = segment_frame(contrast, lo_h, hi_h, float(min_contrast))
         groups = group_segments(labels, boxes_of, lo_h, hi_h)
         if cands:
             crops.append(_crops(contrast, labels, cands, strong))
         if groups:
             crops.append(_crops(contrast, labels, groups, strong))
-        found.append((ox, oy, cands, groups))
+        found.append((cands, groups))
         if k == 0:  # the frame's own pass: its marks are the word rule's letters
             marks += job_marks
     t1 = time.perf_counter()
@@ -140,10 +141,11 @@ def detect_full(
     preds = classifier.classify_batch(batch)
     t3 = time.perf_counter()
     readable = [bool(c.any()) for c in batch]
+    boxes: list[tuple[int, int, int, int]] = []
     kept_preds: list[Prediction] = []
     kept_readable: list[bool] = []
     at = 0
-    for k, (ox, oy, cands, groups) in enumerate(found):
+    for k, ((ox, oy, g, ink_dark, *_), (cands, groups)) in enumerate(zip(jobs, found)):
         n = len(cands) + len(groups)
         p, r = preds[at : at + n], readable[at : at + n]
         at += n
@@ -151,7 +153,6 @@ def detect_full(
             job_boxes, marks, p, r = _with_groups(cands, groups, marks, p, r, min_score, (ox, oy))
         else:
             job_boxes = [c.box for c in cands]
-        g, ink_dark = jobs[k][2], jobs[k][3]
         if k:  # a region read with the polarity turned over: only its digits, each in its own dark surround
             keep = [
                 q.is_digit and q.score >= min_score and ok and _enclosed(g, b, ink_dark)
@@ -218,8 +219,8 @@ def _continues(gray: np.ndarray, box: tuple[int, int, int, int], dark_ink: bool)
 def _one_per_place(
     boxes: list[tuple[int, int, int, int]], preds: list[Prediction], readable: list[bool]
 ) -> tuple[list[tuple[int, int, int, int]], list[Prediction], list[bool]]:
-    """Where two passes (the frame's polarity and a region's) put candidates on one place,
-    keeps the one read better."""
+    """Where two candidates stand on one place (the frame's pass and a region's, or a
+    segment group beside a mark), keeps the one read better."""
     n = len(boxes)
     if n < 2:
         return boxes, preds, readable
@@ -260,10 +261,5 @@ def _with_groups(
     ox, oy = offset  # marks are in the frame's working pixels, groups in the pass's own
     taken = [(b[0] + ox, b[1] + oy, b[2], b[3]) for b in (groups[j].box for j in range(len(groups)) if keep_g[j])]
     if taken:
-        marks = [m for m in marks if not any(_centre_in(m, t) for t in taken)]
+        marks = [m for m in marks if not any(centre_in(m, t) for t in taken)]
     return boxes, marks, [preds[i] for i in idx], [readable[i] for i in idx]
-
-
-def _centre_in(box: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
-    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-    return outer[0] <= cx <= outer[0] + outer[2] and outer[1] <= cy <= outer[1] + outer[3]

@@ -10,6 +10,8 @@ drum) stay a number of their own.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..results import Detection, Number
@@ -34,15 +36,22 @@ def group_numbers(dets: list[Detection], *, max_gap: float = 0.8, gray: np.ndarr
         Numbers in reading order; a lone digit is a one-digit number.
     """
     runs = [sorted((dets[i] for i in g), key=lambda d: d.box[0]) for g in words([d.box for d in dets], max_gap)]
+    gaps: dict[tuple[Detection, Detection], bool] = {}  # each gap looked at once
+
+    def point(a: Detection, b: Detection) -> bool:
+        if (a, b) not in gaps:
+            gaps[a, b] = gray is not None and find_decimal_point(gray, a.box, b.box) is not None
+        return gaps[a, b]
+
     if gray is not None and len(runs) > 1:
-        runs = _join_across_points(runs, gray)
+        runs = _join_across_points(runs, point)
     numbers = []
     for ds in runs:
         text = []
         points = 0
         for a, b in zip(ds, ds[1:] + [None]):
             text.append(str(a.digit))
-            if b is not None and gray is not None and find_decimal_point(gray, a.box, b.box) is not None:
+            if b is not None and point(a, b):
                 text.append(".")
                 points += 1
         value = "".join(text)
@@ -60,7 +69,9 @@ def _number(ds: tuple[Detection, ...], value: str) -> Number:
     return Number((x0, y0, x1 - x0, y1 - y0), value, ds, tuple(d.score for d in ds))
 
 
-def _join_across_points(runs: list[list[Detection]], gray: np.ndarray) -> list[list[Detection]]:
+def _join_across_points(
+    runs: list[list[Detection]], point: Callable[[Detection, Detection], bool]
+) -> list[list[Detection]]:
     """Joins runs on one line whose gap holds a decimal point (``83 . 19`` -> ``83.19``)."""
     runs = sorted(runs, key=lambda r: r[0].box[0])
     out: list[list[Detection]] = []
@@ -71,7 +82,7 @@ def _join_across_points(runs: list[list[Detection]], gray: np.ndarray) -> list[l
             same_line = abs((a.box[1] + a.box[3]) - (b.box[1] + b.box[3])) <= 0.25 * h
             similar = min(a.box[3], b.box[3]) >= 0.7 * h
             gap = b.box[0] - (a.box[0] + a.box[2])
-            if same_line and similar and 0 <= gap <= _POINT_GAP * h and find_decimal_point(gray, a.box, b.box):
+            if same_line and similar and 0 <= gap <= _POINT_GAP * h and point(a, b):
                 prev.extend(run)
                 break
         else:

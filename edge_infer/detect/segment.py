@@ -79,15 +79,25 @@ def frame_dark_ink(small: np.ndarray, polarity: str) -> bool:
     return dark + more_dark >= light + more_light
 
 
-def contrast_map(gray: np.ndarray, close_px: int, polarity: str) -> np.ndarray:
+def quarter(gray: np.ndarray) -> np.ndarray:
+    """``gray`` at a quarter of its size (area averaged): where the paper and the polarity are judged."""
+    import cv2
+
+    h, w = gray.shape
+    return cv2.resize(gray, (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)), interpolation=cv2.INTER_AREA)
+
+
+def contrast_map(gray: np.ndarray, close_px: int, polarity: str, small: np.ndarray | None = None) -> np.ndarray:
     """Ink contrast 0-255: ``255 * (paper - pixel) / paper``, paper estimated by a close.
 
-    Dark ink on light paper; a light-on-dark frame is inverted first.
+    Dark ink on light paper; a light-on-dark frame is inverted first. ``small`` is
+    :func:`quarter` of ``gray`` when the caller has made it already.
     """
     import cv2
 
     h, w = gray.shape
-    small = cv2.resize(gray, (max(1, w // _BG_SCALE), max(1, h // _BG_SCALE)), interpolation=cv2.INTER_AREA)
+    if small is None:
+        small = quarter(gray)
     if not frame_dark_ink(small, polarity):
         gray = cv2.bitwise_not(gray)
         small = cv2.bitwise_not(small)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .segment import Candidate
 
-__all__ = ["group_segments", "overlap", "resolve"]
+__all__ = ["centre_in", "group_segments", "overlap", "resolve"]
 
 _MIN_FILL = 0.55  # a segment or a dot fills most of its box; a curved pen stroke far less
 _FRAGMENT = 0.7  # every member is at most this share of the group's height
@@ -146,7 +146,7 @@ def resolve(
         box, ok, _, members = groups[i]
         if not ok or used.intersection(members) or any(overlap(box, c) > 0.3 for c in chosen):
             continue
-        inside = [j for j, (b, _, _) in enumerate(singles) if keep_single[j] and _centre_in(b, box)]
+        inside = [j for j, (b, _, _) in enumerate(singles) if keep_single[j] and centre_in(b, box)]
         if any(singles[j][1] and singles[j][0][3] >= 0.8 * box[3] for j in inside):
             continue  # a whole digit is read there already
         for j in inside:
@@ -157,7 +157,7 @@ def resolve(
     return keep_single, keep_group
 
 
-def _centre_in(box: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+def centre_in(box: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
     return outer[0] <= cx <= outer[0] + outer[2] and outer[1] <= cy <= outer[1] + outer[3]
 

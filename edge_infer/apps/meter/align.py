@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -138,22 +138,16 @@ class Aligner:
         sy = full[1, 0] * cx + full[1, 1] * cy + full[1, 2] - cy
         info = Alignment(True, float(sx), float(sy), angle, float(rho))
         if abs(angle) > self.max_angle or math.hypot(sx, sy) > self.max_shift:
-            return None, Alignment(
-                False,
-                info.dx,
-                info.dy,
-                angle,
-                float(rho),
+            return None, replace(
+                info,
+                ok=False,
                 reason=f"moved {math.hypot(sx, sy):.1f} px and {angle:.1f} degrees, more than "
                 f"{self.max_shift:g} px / {self.max_angle:g} degrees: redraw the ROIs on a new reference",
             )
         if rho < self.min_correlation:
-            return None, Alignment(
-                False,
-                info.dx,
-                info.dy,
-                angle,
-                float(rho),
+            return None, replace(
+                info,
+                ok=False,
                 reason=f"correlation {rho:.2f} after alignment is below {self.min_correlation:g} "
                 "(something in front of the meter, or a different view)",
             )
